@@ -1,0 +1,138 @@
+"""Command line: `python -m ddpm train|sample|evaluate ...`; `--help` on each explains every option."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+
+
+def _train_parser(sub) -> None:
+    p = sub.add_parser("train", help="train a diffusion model (resumes from results folder if it holds a checkpoint)",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--data", default="fashion-mnist",
+                   help='"fashion-mnist" (Debian idx files; FASHION_MNIST_DIR overrides the path), a folder of '
+                        'images or of idx files, or "toy:NAME" for a 2-D toy set (swiss-roll, two-moons, '
+                        '8-gaussians, checkerboard, spiral)')
+    p.add_argument("--results-folder", default="./results", help="where checkpoints and sample grids go")
+    p.add_argument("--image-size", type=int, default=28, help="images are centre-cropped and resized to this")
+    p.add_argument("--image-channels", type=int, default=1, help="1 = greyscale, 3 = RGB")
+    p.add_argument("--channels", type=int, default=32, help="UNet base width (toy: MLP hidden width)")
+    p.add_argument("--channel-mult", default="1,2,2", help="UNet width multiplier per resolution level")
+    p.add_argument("--num-res-blocks", type=int, default=1, help="residual blocks per UNet level")
+    p.add_argument("--attention-levels", default="2", help="UNet levels (0 = full size) with self-attention")
+    p.add_argument("--class-conditional", action="store_true",
+                   help="condition on the dataset's labels (with a no-class token for classifier-free guidance)")
+    p.add_argument("--label-dropout", type=float, default=0.1, help="probability of training a label as no-class")
+    p.add_argument("--timesteps", type=int, default=1000, help="T, the number of noising steps")
+    p.add_argument("--sampling-timesteps", type=int, default=None,
+                   help="model calls when sampling the progress grids; fewer than T means DDIM")
+    p.add_argument("--beta-schedule", default="linear", choices=["linear", "cosine", "quadratic", "sigmoid"])
+    p.add_argument("--beta-start", type=float, default=1e-4, help="beta_1 (not used by cosine)")
+    p.add_argument("--beta-end", type=float, default=0.02, help="beta_T (not used by cosine)")
+    p.add_argument("--objective", default="pred_noise", choices=["pred_noise", "pred_x0", "pred_v"],
+                   help="what the network predicts")
+    p.add_argument("--min-snr-gamma", type=float, default=None, help="min-SNR loss weighting (e.g. 5); off if unset")
+    p.add_argument("--train-batch-size", type=int, default=64, help="images per step (per process)")
+    p.add_argument("--gradient-accumulate-every", type=int, default=1, help="micro-batches per optimiser step")
+    p.add_argument("--train-lr", type=float, default=1e-3, help="AdamW learning rate after warm-up")
+    p.add_argument("--warmup-steps", type=int, default=200, help="linear learning-rate warm-up")
+    p.add_argument("--train-num-steps", type=int, default=10000, help="total optimiser steps (resume counts on)")
+    p.add_argument("--ema-decay", type=float, default=0.999, help="EMA decay of the weights used for sampling")
+    p.add_argument("--max-grad-norm", type=float, default=1.0, help="gradient clipping (0 = off)")
+    p.add_argument("--save-and-sample-every", type=int, default=1000, help="checkpoint + sample grid period")
+    p.add_argument("--num-samples", type=int, default=50, help="images in each progress grid")
+    p.add_argument("--seed", type=int, default=0, help="seeds every random draw; same seed, same run")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
+
+
+def _sample_parser(sub) -> None:
+    p = sub.add_parser("sample", help="sample from a checkpoint or a shipped model into a PNG grid",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--model", default="fashion-mnist",
+                   help="a shipped model name (see assets/models) or a checkpoint path without extension")
+    p.add_argument("--out", default="samples.png", help="PNG grid to write (toys: a scatter plot PNG)")
+    p.add_argument("--n", type=int, default=16, help="number of samples")
+    p.add_argument("--sampler", default="ddim", choices=["ddim", "ddpm"])
+    p.add_argument("--steps", type=int, default=50, help="DDIM steps (DDPM always takes T)")
+    p.add_argument("--eta", type=float, default=0.0, help="DDIM noise: 0 deterministic, 1 = DDPM-like")
+    p.add_argument("--variance", default="fixed_small", choices=["fixed_small", "fixed_large"], help="DDPM variance")
+    p.add_argument("--label", default=None, help="class name or index (default: unconditional)")
+    p.add_argument("--guidance-scale", type=float, default=3.0, help="classifier-free guidance scale")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None)
+
+
+def cmd_train(a: argparse.Namespace) -> None:
+    from .diffusion import GaussianDiffusion
+    from .toy import ToyMLP, toy_dataset
+    from .trainer import Trainer
+    from .unet import UNet
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    if a.data.startswith("toy:"):
+        data, model = toy_dataset(a.data[4:]), ToyMLP(hidden=a.channels)
+        diff = GaussianDiffusion(model, timesteps=a.timesteps, sampling_timesteps=a.sampling_timesteps,
+                                 beta_schedule=a.beta_schedule, beta_start=a.beta_start, beta_end=a.beta_end,
+                                 objective=a.objective, data_shape=(2,), auto_normalize=False,
+                                 min_snr_gamma=a.min_snr_gamma)
+    else:
+        from .data import resolve_dataset
+        data = resolve_dataset(a.data, a.image_size, a.image_channels)
+        n_cls = len(data.classes) if a.class_conditional and getattr(data, "classes", None) else None
+        if a.class_conditional and not n_cls:
+            sys.exit("--class-conditional needs a labelled data set (fashion-mnist)")
+        model = UNet(in_channels=a.image_channels, channels=a.channels,
+                     channel_mult=tuple(int(c) for c in a.channel_mult.split(",")), num_res_blocks=a.num_res_blocks,
+                     attention_levels=tuple(int(c) for c in a.attention_levels.split(",") if c), num_classes=n_cls)
+        diff = GaussianDiffusion(model, image_size=a.image_size, channels=a.image_channels, timesteps=a.timesteps,
+                                 sampling_timesteps=a.sampling_timesteps, beta_schedule=a.beta_schedule,
+                                 beta_start=a.beta_start, beta_end=a.beta_end, objective=a.objective,
+                                 label_dropout=a.label_dropout, min_snr_gamma=a.min_snr_gamma)
+    trainer = Trainer(diff, data, train_batch_size=a.train_batch_size, gradient_accumulate_every=a.gradient_accumulate_every,
+                      train_lr=a.train_lr, warmup_steps=a.warmup_steps, train_num_steps=a.train_num_steps,
+                      ema_decay=a.ema_decay, max_grad_norm=a.max_grad_norm, save_and_sample_every=a.save_and_sample_every,
+                      num_samples=a.num_samples, results_folder=a.results_folder, seed=a.seed, device=a.device,
+                      progress=not a.no_progress)
+    if trainer.load():
+        print(f"resumed from step {trainer.step} in {a.results_folder}", file=sys.stderr)
+    n_params = sum(p.numel() for p in diff.model.parameters())
+    print(f"{type(diff.model).__name__} with {n_params:,} parameters; {len(trainer.dataset):,} training items",
+          file=sys.stderr)
+    trainer.train()
+
+
+def cmd_sample(a: argparse.Namespace) -> None:
+    from .pretrained import load_pretrained
+    pipe = load_pretrained(a.model, device=a.device)
+    labels = None
+    if a.label is not None:
+        labels = [int(a.label) if a.label.isdigit() else a.label] * a.n
+    out = pipe.sample(n=a.n, sampler=a.sampler, steps=a.steps, eta=a.eta, variance=a.variance,
+                      guidance_scale=a.guidance_scale, labels=labels, seed=a.seed)
+    if out.dim() == 4:
+        from .images import save_grid
+        save_grid(a.out, out, nrow=min(8, a.n), scale=2)
+    else:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        fig, ax = plt.subplots(figsize=(4, 4))
+        ax.scatter(out[:, 0], out[:, 1], s=2)
+        ax.set_aspect("equal")
+        fig.savefig(a.out, dpi=120)
+    print(a.out)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m ddpm", description="Denoising diffusion (Ho et al. 2020): "
+                                     "train, sample and evaluate small models.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _train_parser(sub)
+    _sample_parser(sub)
+    from .evaluate import add_parser as add_evaluate
+    add_evaluate(sub)
+    a = parser.parse_args(argv)
+    {"train": cmd_train, "sample": cmd_sample}.get(a.command, lambda a: a.func(a))(a)

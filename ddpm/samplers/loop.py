@@ -1,0 +1,81 @@
+"""The reverse-process loop: any `model(x_t, t)` plus a step rule -> a stream of frames.
+
+The loop knows nothing about networks or classes; `guided` turns a class-conditional network
+into such a function (classifier-free guidance, Ho & Salimans 2022).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import torch
+
+from ..schedules import Schedule, sampling_timesteps
+from .ddim import ddim_step
+from .ddpm import ddpm_step
+
+ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+SAMPLERS = ("ddpm", "ddim")
+
+
+@dataclass
+class Frame:
+    """One step of a reverse run: the state *after* the step from timestep t."""
+    t: int                  # the timestep that was just denoised (its model call produced x0_pred)
+    x_t: torch.Tensor       # the new state x_{t_prev}, same shape as the input
+    x0_pred: torch.Tensor   # the network's estimate of x_0 at step t
+
+
+def guided(model: torch.nn.Module, labels: torch.Tensor | None, guidance_scale: float = 1.0) -> ModelFn:
+    """Wrap a class-conditional `model(x, t, labels)` as `fn(x, t)`.
+
+    eps = eps_uncond + s (eps_cond - eps_uncond): s = 0 is unconditional, s = 1 plain conditional,
+    s > 1 pushes samples towards what makes the class recognisable. Conditional and unconditional
+    passes run as one batch of 2B, which is faster than two calls of B.
+    """
+    if labels is None:
+        return lambda x, t: model(x, t, labels=None)
+    if guidance_scale == 1.0:
+        return lambda x, t: model(x, t, labels=labels)
+
+    def fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        out = model(torch.cat([x, x]), torch.cat([t, t]),
+                    labels=torch.cat([labels, torch.full_like(labels, -1)]))   # -1: the "no class" token
+        eps_cond, eps_uncond = out.chunk(2)
+        return eps_uncond + guidance_scale * (eps_cond - eps_uncond)
+    return fn
+
+
+def timesteps_for(sampler: str, steps: int, timesteps: int, start_t: int | None = None,
+                  spacing: str = "linspace") -> list[int]:
+    """The descending list of t a run visits. DDPM visits every t; DDIM `steps` of them.
+
+    With `start_t` (start from a noised image), only t <= start_t are visited, and DDIM's
+    step count shrinks in proportion so the step size stays the same.
+    """
+    T = timesteps if start_t is None else int(start_t) + 1
+    if sampler == "ddpm":
+        return list(range(T - 1, -1, -1))
+    if sampler == "ddim":
+        n = steps if start_t is None else max(1, round(steps * T / timesteps))
+        return sampling_timesteps(min(n, T), T, spacing)
+    raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
+
+
+@torch.inference_mode()
+def sample_loop(model_fn: ModelFn, schedule: Schedule, x_T: torch.Tensor, ts: list[int], sampler: str = "ddim",
+                eta: float = 0.0, variance: str = "fixed_small", prediction: str = "epsilon", clip: bool = True,
+                generator: torch.Generator | None = None) -> Iterator[Frame]:
+    """Run the reverse chain from x_T over the descending timesteps `ts`, yielding one Frame per step."""
+    x = x_T                                                                      # (B, C, H, W) or (B, 2)
+    for i, t in enumerate(ts):
+        t_batch = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)   # (B,)
+        out = model_fn(x, t_batch)
+        if sampler == "ddpm":
+            x, x0 = ddpm_step(schedule, out, t, x, prediction=prediction, variance=variance,
+                              clip=clip, generator=generator)
+        else:
+            t_prev = ts[i + 1] if i + 1 < len(ts) else -1
+            x, x0 = ddim_step(schedule, out, t, t_prev, x, eta=eta, prediction=prediction,
+                              clip=clip, generator=generator)
+        yield Frame(t=t, x_t=x, x0_pred=x0)
