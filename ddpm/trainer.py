@@ -132,7 +132,7 @@ class Trainer:
     # ---- checkpoints and samples ------------------------------------------------------------------
     def config(self) -> dict:
         return {"model": model_config(self.diffusion.model), "diffusion": self.diffusion.config,
-                "trainer": self.args, "step": self.step, "optimizer": optimizer_to_tensors(self.opt)[1]}
+                "trainer": self.args, "step": self.step, "classes": getattr(self.dataset, "classes", None), "optimizer": optimizer_to_tensors(self.opt)[1]}
 
     def save(self, stem: str | Path | None = None) -> Path:
         """Write model, EMA and optimizer state; keep the newest `keep_checkpoints` in results_folder."""

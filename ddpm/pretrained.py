@@ -1,0 +1,156 @@
+"""The models shipped in assets/models, loaded offline: `load_pretrained("fashion-mnist")`.
+
+A Pipeline is a trained network + its schedule + the sampling loop, with arguments checked so that
+nonsense gets a clear ValueError (the app turns those into messages).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import torch
+
+from .checkpoint import load_diffusion
+from .forward import q_sample
+from .samplers import SAMPLERS, VARIANCES, Frame, guided, sample_loop, timesteps_for
+from .toy import TOYS
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets" / "models"
+IMAGE_MODELS = ("fashion-mnist",)
+MAX_GUIDANCE = 20.0
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@dataclass
+class Pipeline:
+    """A shipped model ready to sample. Images come out in [0, 1]; toy points as they are."""
+
+    name: str
+    model: torch.nn.Module
+    schedule: object
+    prediction: str
+    data_shape: tuple[int, ...]
+    classes: list[str] | None
+    device: torch.device
+
+    @property
+    def is_image(self) -> bool:
+        return len(self.data_shape) == 3
+
+    @property
+    def timesteps(self) -> int:
+        return self.schedule.timesteps
+
+    # ---- argument checking ------------------------------------------------------------------------
+    def label_indices(self, labels: Sequence[int | str] | None, n: int) -> torch.Tensor | None:
+        """Class names or indices (one, or one per image) -> (n,) long tensor; None stays None."""
+        if labels is None:
+            return None
+        if not self.classes:
+            raise ValueError(f"model {self.name!r} has no classes; use labels=None")
+        if isinstance(labels, (str, int)):
+            labels = [labels]
+        out = []
+        for lab in labels:
+            if isinstance(lab, str) and lab in self.classes:
+                out.append(self.classes.index(lab))
+            elif isinstance(lab, int) and not isinstance(lab, bool) and 0 <= lab < len(self.classes):
+                out.append(lab)
+            else:
+                raise ValueError(f"unknown class {lab!r}; choose one of: {', '.join(self.classes)} (or 0-9)")
+        if len(out) == 1:
+            out = out * n
+        if len(out) != n:
+            raise ValueError(f"got {len(out)} labels for {n} images; give one label or one per image")
+        return torch.tensor(out, dtype=torch.long, device=self.device)
+
+    def check(self, n: int, sampler: str, steps: int, eta: float, guidance_scale: float, variance: str,
+              start_t: int | None) -> None:
+        T = self.timesteps
+        if not (isinstance(n, int) and 1 <= n <= 1024):
+            raise ValueError(f"n must be an integer between 1 and 1024, got {n!r}")
+        if sampler not in SAMPLERS:
+            raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
+        if variance not in VARIANCES:
+            raise ValueError(f"unknown variance {variance!r}; choose one of {', '.join(VARIANCES)}")
+        if not (isinstance(steps, int) and 1 <= steps <= T):
+            raise ValueError(f"steps must be an integer between 1 and T={T}, got {steps!r}")
+        if not 0.0 <= float(eta) <= 1.0:                       # also False for NaN
+            raise ValueError(f"eta must lie in [0, 1], got {eta!r}")
+        if not 0.0 <= float(guidance_scale) <= MAX_GUIDANCE:
+            raise ValueError(f"guidance_scale must lie in [0, {MAX_GUIDANCE:g}], got {guidance_scale!r}")
+        if start_t is not None and not (isinstance(start_t, int) and 0 <= start_t <= T - 1):
+            raise ValueError(f"start_t must be an integer in [0, {T - 1}], got {start_t!r}")
+
+    # ---- sampling ---------------------------------------------------------------------------------
+    def initial_noise(self, n: int, seed: int = 0) -> torch.Tensor:
+        """x_T ~ N(0, I), (n, *data_shape), from a private generator: the same seed gives the same snow."""
+        g = torch.Generator().manual_seed(int(seed))
+        return torch.randn((n, *self.data_shape), generator=g).to(self.device)
+
+    def progressive(self, n: int = 16, sampler: str = "ddim", steps: int = 50, eta: float = 0.0,
+                    guidance_scale: float = 3.0, labels: Sequence[int | str] | None = None, seed: int = 0,
+                    variance: str = "fixed_small", init_image: torch.Tensor | None = None,
+                    start_t: int | None = None, x_T: torch.Tensor | None = None,
+                    spacing: str = "linspace") -> Iterator[Frame]:
+        """Yield one Frame(t, x_t, x0_pred) per reverse step; images mapped to [0, 1].
+
+        init_image (n or 1, C, H, W) in [0, 1] with start_t: noise it to start_t with q_sample
+        (Eq. 4) and denoise from there (SDEdit, Meng et al. 2022). x_T: use this starting noise.
+        """
+        if init_image is not None and start_t is None:
+            start_t = int(self.timesteps * 0.6)
+        self.check(n, sampler, steps, eta, guidance_scale, variance, start_t if init_image is not None else None)
+        lab = self.label_indices(labels, n)
+        g = torch.Generator().manual_seed(int(seed))                    # private: no global RNG touched
+        x = torch.randn((n, *self.data_shape), generator=g).to(self.device) if x_T is None else x_T.to(self.device)
+        if init_image is not None:
+            x0 = init_image.to(self.device, torch.float32)
+            x0 = (x0 * 2 - 1 if self.is_image else x0).expand(n, *self.data_shape)
+            x = q_sample(self.schedule, x0, start_t, x)                 # the drawn noise becomes eps of Eq. 4
+        ts = timesteps_for(sampler, steps, self.timesteps, start_t if init_image is not None else None, spacing)
+        fn = guided(self.model, lab, float(guidance_scale))
+        to_out = (lambda v: (v.clamp(-1, 1) + 1) / 2) if self.is_image else (lambda v: v)
+        for f in sample_loop(fn, self.schedule, x, ts, sampler, eta=float(eta), variance=variance,
+                             prediction=self.prediction, clip=self.is_image, generator=g):
+            yield Frame(t=f.t, x_t=to_out(f.x_t), x0_pred=to_out(f.x0_pred))
+
+    def sample(self, n: int = 16, **kwargs) -> torch.Tensor:
+        """The final images (n, C, H, W) in [0, 1] (toys: points (n, 2)). Same arguments as progressive."""
+        frame = None
+        for frame in self.progressive(n, **kwargs):
+            pass
+        return frame.x_t
+
+
+_CACHE: dict[tuple[str, str], Pipeline] = {}
+
+
+def available() -> list[str]:
+    return sorted(p.stem for p in ASSETS.glob("*.json"))
+
+
+def load_pretrained(name: str = "fashion-mnist", device: str | torch.device | None = None) -> Pipeline:
+    """Load a shipped model by name from assets/models (never the network). Cached per device."""
+    device = torch.device(device) if device is not None else default_device()
+    key = (name, str(device))
+    if key in _CACHE:
+        return _CACHE[key]
+    stem = ASSETS / name
+    if not stem.with_suffix(".json").exists():
+        raise ValueError(f"no shipped model {name!r}; available: {', '.join(available()) or 'none'}")
+    diffusion = load_diffusion(stem, use_ema=True, device=device)
+    model = diffusion.model.eval().requires_grad_(False)
+    classes = json.loads(stem.with_suffix(".json").read_text()).get("classes")
+    pipe = Pipeline(name=name, model=model, schedule=diffusion.schedule.to(device), prediction=diffusion.prediction,
+                    data_shape=diffusion.data_shape, classes=classes, device=device)
+    _CACHE[key] = pipe
+    return pipe
+
+
+__all__ = ["load_pretrained", "Pipeline", "available", "IMAGE_MODELS", "TOYS"]
