@@ -1,0 +1,151 @@
+"""Tab 1 · Forward process: q(x_t | x_0) in closed form (Eq. 4), live on a real image."""
+from __future__ import annotations
+
+import gradio as gr
+import numpy as np
+import plotly.graph_objects as go
+import torch
+from plotly.subplots import make_subplots
+
+from ddpm import SCHEDULES, Schedule, q_sample
+
+from .common import (LATEX, MAX_T, image_picker, fmt, load_image, noise_like, schedule_from, t_slider_follows_T, strip,
+                     timestep, to_picture)
+from .i18n import Text, lesson
+
+FILM = 8   # frames in the filmstrip
+
+
+def _thin(T: int, k: int = 400) -> np.ndarray:
+    """At most k indices spread over 0..T-1, for plotting long schedules quickly."""
+    return np.unique(np.linspace(0, T - 1, min(T, k)).round().astype(int))
+
+
+def curves_figure(s: Schedule, t: int, other: Schedule | None = None) -> go.Figure:
+    """beta_t; alpha-bar, sqrt(alpha-bar), sqrt(1 - alpha-bar); log SNR; a marker at t."""
+    idx = _thin(s.timesteps)
+    fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.06,
+                        subplot_titles=("β_t", "ᾱ_t,  √ᾱ_t,  √(1−ᾱ_t)", "log SNR_t = log ᾱ_t / (1−ᾱ_t)"))
+    series = [(1, "β_t", s.betas), (2, "ᾱ_t", s.alphas_cumprod), (2, "√ᾱ_t (signal)", s.sqrt_alphas_cumprod),
+              (2, "√(1−ᾱ_t) (noise)", s.sqrt_one_minus_alphas_cumprod), (3, "log SNR", s.snr.log())]
+    for row, name, y in series:
+        fig.add_trace(go.Scatter(x=idx, y=y.numpy()[idx], name=name, mode="lines"), row=row, col=1)
+        fig.add_trace(go.Scatter(x=[t], y=[y[t].item()], mode="markers", marker=dict(size=9, color="black"),
+                                 showlegend=False, hovertemplate=f"{name}(t={t}) = %{{y:.5g}}<extra></extra>"),
+                      row=row, col=1)
+    if other is not None:
+        oi = _thin(other.timesteps)
+        fig.add_trace(go.Scatter(x=oi, y=other.alphas_cumprod.numpy()[oi], name=f"ᾱ_t ({other.kind})",
+                                 line=dict(dash="dash")), row=2, col=1)
+    for row in (1, 2, 3):
+        fig.add_vline(x=t, line=dict(color="grey", dash="dot"), row=row, col=1)
+    fig.update_xaxes(title_text="timestep t", row=3, col=1)
+    fig.update_layout(height=560, margin=dict(l=50, r=10, t=40, b=40), legend=dict(orientation="h", y=-0.12),
+                      template="plotly_white")
+    return fig
+
+
+def histogram_figure(x_t: torch.Tensor, t: int) -> go.Figure:
+    """Histogram of x_t's pixels with the N(0, 1) density: at large t they coincide."""
+    grid = np.linspace(-4, 4, 161)
+    fig = go.Figure(go.Histogram(x=x_t.flatten().numpy(), histnorm="probability density", nbinsx=60,
+                                 name=f"pixels of x_t (t={t})", marker_color="#6c8ebf"))
+    fig.add_trace(go.Scatter(x=grid, y=np.exp(-grid ** 2 / 2) / np.sqrt(2 * np.pi), name="N(0, 1)",
+                             line=dict(color="black")))
+    fig.update_layout(height=280, margin=dict(l=50, r=10, t=10, b=40), xaxis_title="pixel value",
+                      yaxis_title="density", xaxis_range=[-4, 4], template="plotly_white",
+                      legend=dict(orientation="h", y=1.12))
+    return fig
+
+
+def formula(s: Schedule, t: int) -> str:
+    a, b = s.sqrt_alphas_cumprod[t].item(), s.sqrt_one_minus_alphas_cumprod[t].item()
+    return (f"$$x_{{{t}}} = \\sqrt{{\\bar\\alpha_{{{t}}}}}\\,x_0 + \\sqrt{{1-\\bar\\alpha_{{{t}}}}}\\,\\epsilon"
+            f" = {fmt(a)}\\,x_0 + {fmt(b)}\\,\\epsilon$$\n\n"
+            f"$\\beta_{{{t}}} = {fmt(s.betas[t])}$, $\\bar\\alpha_{{{t}}} = {fmt(s.alphas_cumprod[t])}$, "
+            f"$\\mathrm{{SNR}} = {fmt(s.snr[t])}$ (Ho et al. 2020, Eq. 4)")
+
+
+def film_ts(T: int) -> list[int]:
+    return np.linspace(0, T - 1, FILM).round().astype(int).tolist()
+
+
+def forward(image=None, t: int = 250, schedule: str = "linear", timesteps: int = 1000, beta_start: float = 1e-4,
+            beta_end: float = 0.02):
+    """-> (x_t, x_0, eps, formula, filmstrip, curves, histogram). The API's /forward."""
+    s = schedule_from(schedule, timesteps, beta_start, beta_end)
+    t = timestep(t, s)
+    x0 = load_image(image)                                                # (1, C, S, S) in [-1, 1]
+    eps = noise_like(x0)
+    x_t = q_sample(s, x0, t, eps)                                         # Eq. 4
+    ts = film_ts(s.timesteps)
+    film = strip([q_sample(s, x0, k, eps) for k in ts])
+    return (to_picture(x_t), to_picture(x0), to_picture(eps / 3), formula(s, t), film, curves_figure(s, t),
+            histogram_figure(x_t, t))
+
+
+def compare(image=None, t: int = 250, schedule: str = "linear", other: str = "cosine", timesteps: int = 1000,
+            beta_start: float = 1e-4, beta_end: float = 0.02):
+    """Two schedules on the same image and noise: filmstrips one above the other, and x_t at t for each."""
+    s1 = schedule_from(schedule, timesteps, beta_start, beta_end)
+    s2 = schedule_from(other, timesteps, beta_start, beta_end)
+    t = timestep(t, s1)
+    x0 = load_image(image)
+    eps = noise_like(x0)
+    ts = film_ts(s1.timesteps)
+    top, bottom = strip([q_sample(s1, x0, k, eps) for k in ts], 72), strip([q_sample(s2, x0, k, eps) for k in ts], 72)
+    gap = np.full((8, top.shape[1], 3), 255, np.uint8)
+    note = (f"**{schedule}** (top) vs **{other}** (bottom), t = {', '.join(map(str, ts))}. "
+            f"At t = {t}: $\\bar\\alpha$ = {fmt(s1.alphas_cumprod[t])} vs {fmt(s2.alphas_cumprod[t])}.")
+    return np.concatenate([top, gap, bottom]), note
+
+
+def build(text: Text) -> dict:
+    """Lay out the tab; returns the components that deep links and the link button read or set."""
+    text.reg(gr.Markdown(lesson("forward", text.lang), latex_delimiters=LATEX), value="lesson:forward")
+    with gr.Row():
+        with gr.Column(scale=2, min_width=280):
+            image, upload, source = image_picker(text, "sneaker")
+            t = text.reg(gr.Slider(0, 999, value=250, step=1, label=text("t")), label="t")
+            with gr.Row():
+                kind = text.reg(gr.Dropdown(list(SCHEDULES), value="linear", label=text("schedule"), min_width=120),
+                                label="schedule")
+                T = text.reg(gr.Number(1000, minimum=2, maximum=MAX_T, precision=0, label=text("timesteps"),
+                                       min_width=100), label="timesteps")
+            with gr.Row():
+                b0 = text.reg(gr.Number(1e-4, minimum=1e-6, maximum=0.999, label=text("beta_start"), min_width=100),
+                              label="beta_start")
+                b1 = text.reg(gr.Number(0.02, minimum=1e-6, maximum=0.999, label=text("beta_end"), min_width=100),
+                              label="beta_end")
+        with gr.Column(scale=3, min_width=300):
+            with gr.Row():
+                xt = text.reg(gr.Image(label=text("xt"), height=224, format="png", interactive=False), label="xt")
+                x0 = text.reg(gr.Image(label=text("x0"), height=224, format="png", interactive=False), label="x0")
+                eps = text.reg(gr.Image(label=text("noise"), height=224, format="png", interactive=False), label="noise")
+            eq = gr.Markdown(latex_delimiters=LATEX, elem_id="forward-formula")
+            film = text.reg(gr.Image(label=text("filmstrip"), format="png", interactive=False), label="filmstrip")
+    with gr.Row():
+        curves = text.reg(gr.Plot(label=text("curves")), label="curves")
+        hist = text.reg(gr.Plot(label=text("histogram")), label="histogram")
+    with gr.Row():
+        other = text.reg(gr.Dropdown(list(SCHEDULES), value="cosine", label=text("compare_with"), scale=1),
+                         label="compare_with")
+        cmp_note = gr.Markdown(latex_delimiters=LATEX)
+    cmp_img = text.reg(gr.Image(label=text("compare_strip"), format="png", interactive=False), label="compare_strip")
+
+    T.change(t_slider_follows_T, [T, t], t, queue=False, api_visibility="private")
+
+    main_inputs = [source, t, kind, T, b0, b1]
+    outs = [xt, x0, eps, eq, film, curves, hist]
+    cmp_inputs = [source, t, kind, other, T, b0, b1]
+    # the documented API endpoint first (it claims the name), with exactly the handler's parameters
+    api_file = gr.File(visible=False)
+    gr.Button(visible=False).click(forward, [api_file, t, kind, T, b0, b1], outs, api_name="forward")
+    for trigger in (t.change, kind.change, T.submit, b0.submit, b1.submit, source.change):
+        trigger(forward, main_inputs, outs, show_progress="hidden", trigger_mode="always_last",
+                api_visibility="private")
+    for trigger in (t.release, kind.change, other.change, T.submit, b0.submit, b1.submit, source.change):
+        trigger(compare, cmp_inputs, [cmp_img, cmp_note], show_progress="hidden", trigger_mode="always_last",
+                api_visibility="private")
+    return dict(image=image, t=t, schedule=kind, timesteps=T, beta_start=b0, beta_end=b1, other=other,
+                refresh=[(forward, main_inputs, outs), (compare, cmp_inputs, [cmp_img, cmp_note])])

@@ -1,0 +1,134 @@
+"""English / 中文: one table of UI strings per language; lesson prose stays in lessons/*.{lang}.md.
+
+`Text` collects every translatable component while the tabs are built, so the language switch can
+return one update per component without the tabs knowing about it.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable
+
+import gradio as gr
+
+LANGS = ("en", "zh")
+HERE = Path(__file__).resolve().parent
+
+UI: dict[str, dict[str, str]] = {
+    "en": {
+        "title": "Diffusion, hands on: DDPM from the maths up",
+        "language": "Language",
+        "tab.forward": "1 · Forward process", "tab.posterior": "2 · Posterior", "tab.reverse": "3 · Reverse process",
+        "tab.training": "4 · Training objective", "tab.quiz": "5 · Quiz",
+        "copy_link": "🔗 Copy link to this view", "link": "Link to this view",
+        "image": "Image x₀ (examples)", "upload": "…or upload your own (any size, colour or grey)",
+        "t": "Timestep t", "schedule": "Schedule", "timesteps": "T (noising steps)",
+        "beta_start": "β start", "beta_end": "β end", "compare_with": "Compare with schedule",
+        "x0": "x₀ (data)", "noise": "ε (noise)", "xt": "x_t", "filmstrip": "x_t at evenly spaced t",
+        "curves": "Schedule curves", "histogram": "Pixels of x_t against N(0, 1)",
+        "compare_strip": "Same image and noise, two schedules", "seed": "Seed",
+        "post_mean": "Posterior mean μ̃(x_t, x₀)", "post_draw": "A draw of x_{t−1} ~ q(x_{t−1} | x_t, x₀)",
+        "variances": "β_t against β̃_t", "formula": "Formula with the numbers",
+        "label": "Class", "any": "any (unconditional)", "guidance": "Guidance scale s",
+        "sampler": "Sampler", "steps": "DDIM steps", "eta": "DDIM η", "n": "Images",
+        "generate": "Generate", "stop": "Stop", "progress": "Progress", "pred_x0": "Predicted x₀",
+        "scrub": "Scrub through the stored steps", "gif": "Export as animated GIF", "gif_file": "GIF",
+        "from_image": "Start from a real image", "start_t": "Noise it to step t, then denoise",
+        "generate_from_image": "Denoise from this image", "compare": "DDPM vs DDIM from the same noise",
+        "run_compare": "Run both", "ddpm_result": "DDPM (all T steps)", "ddim_result": "DDIM",
+        "vlb_button": "Compute the bound on held-out images", "vlb_plot": "Variational bound per timestep",
+        "toy": "Toy data set", "train": "Train (about 20 s)", "loss": "Loss", "toy_samples": "Samples",
+        "flow": "Watch the points flow", "flow_t": "Reverse step",
+        "vlb_title": "The bound, term by term", "toy_title": "Train a tiny denoiser live, on 2-D points",
+        "flow_hint": "Drag the slider: step 0 is pure Gaussian noise x_T, the last step the finished samples. Each "
+                     "point keeps its colour, so you can follow it. Uses the model you just trained, or the shipped "
+                     "one for this data set if you have not trained yet.",
+        "quiz_q": "Question", "check": "Check", "next": "Next", "prev": "Previous", "score": "Score",
+        "your_answer": "Your answer", "show_answer": "Show model answer", "restart": "Start over",
+        "open_hint": "Open question: think, write your answer, then reveal the model answer.",
+        "quiz_choice": "Your choice", "quiz_correct": "✅ Correct!",
+        "quiz_wrong": "❌ Not quite: the answer is **{answer}**.", "quiz_why": "Why",
+        "quiz_model": "Model answer", "quiz_see": "See it in the app", "quiz_pick": "Pick an option first.",
+        "quiz_score_note": "(correct / answered multiple-choice)",
+    },
+    "zh": {
+        "title": "动手学扩散模型:从数学推导到 DDPM",
+        "language": "语言",
+        "tab.forward": "1 · 前向过程", "tab.posterior": "2 · 后验分布", "tab.reverse": "3 · 反向过程",
+        "tab.training": "4 · 训练目标", "tab.quiz": "5 · 面试题",
+        "copy_link": "🔗 复制当前视图链接", "link": "当前视图链接",
+        "image": "图像 x₀(示例)", "upload": "……或上传自己的图片(任意尺寸,彩色或灰度)",
+        "t": "时间步 t", "schedule": "噪声调度", "timesteps": "T(加噪步数)",
+        "beta_start": "β 起始值", "beta_end": "β 终止值", "compare_with": "对比的调度",
+        "x0": "x₀(原图)", "noise": "ε(噪声)", "xt": "x_t", "filmstrip": "均匀间隔的 t 上的 x_t",
+        "curves": "调度曲线", "histogram": "x_t 的像素分布与 N(0, 1) 对比",
+        "compare_strip": "同一张图、同一份噪声,两种调度", "seed": "随机种子",
+        "post_mean": "后验均值 μ̃(x_t, x₀)", "post_draw": "从 q(x_{t−1} | x_t, x₀) 采样得到的 x_{t−1}",
+        "variances": "β_t 与 β̃_t 对比", "formula": "代入数值的公式",
+        "label": "类别", "any": "任意(无条件生成)", "guidance": "引导强度 s",
+        "sampler": "采样器", "steps": "DDIM 步数", "eta": "DDIM η", "n": "生成数量",
+        "generate": "生成", "stop": "停止", "progress": "进度", "pred_x0": "预测的 x₀",
+        "scrub": "拖动回看每一步", "gif": "导出为 GIF 动图", "gif_file": "GIF",
+        "from_image": "从真实图片出发", "start_t": "先加噪到第 t 步,再去噪",
+        "generate_from_image": "从这张图去噪", "compare": "同一份初始噪声:DDPM 对比 DDIM",
+        "run_compare": "两个都跑", "ddpm_result": "DDPM(走完全部 T 步)", "ddim_result": "DDIM",
+        "vlb_button": "在测试集图片上计算变分下界", "vlb_plot": "各时间步的变分下界",
+        "toy": "二维玩具数据", "train": "开始训练(约 20 秒)", "loss": "损失", "toy_samples": "采样结果",
+        "flow": "看点如何流动", "flow_t": "反向步数",
+        "vlb_title": "逐项拆开变分下界", "toy_title": "现场训练一个二维点的小型去噪网络",
+        "flow_hint": "拖动滑块:第 0 步是纯高斯噪声 x_T,最后一步是生成完成的样本。每个点的颜色始终不变,"
+                     "可以盯住某一个点看它怎么走。用的是你刚训练好的模型;还没训练的话,就用这个数据集自带的模型。",
+        "quiz_q": "题目", "check": "提交", "next": "下一题", "prev": "上一题", "score": "得分",
+        "your_answer": "你的回答", "show_answer": "查看参考答案", "restart": "重新开始",
+        "open_hint": "开放题:先想一想、写下你的回答,再查看参考答案。",
+        "quiz_choice": "你的选择", "quiz_correct": "✅ 回答正确!",
+        "quiz_wrong": "❌ 不对,正确答案是 **{answer}**。", "quiz_why": "解析",
+        "quiz_model": "参考答案", "quiz_see": "在应用中动手看看", "quiz_pick": "请先选择一个选项。",
+        "quiz_score_note": "(答对 / 已作答的选择题)",
+    },
+}
+
+
+def tr(key: str, lang: str = "en") -> str:
+    """The UI string `key` in `lang` (falls back to English, then to the key itself)."""
+    return UI.get(lang, UI["en"]).get(key) or UI["en"].get(key, key)
+
+
+@lru_cache(maxsize=None)
+def lesson(name: str, lang: str = "en") -> str:
+    """The Markdown of lessons/<name>.<lang>.md."""
+    path = HERE / f"{name}.{lang}.md"
+    if not path.exists():
+        path = HERE / f"{name}.en.md"
+    return path.read_text(encoding="utf-8")
+
+
+class Text:
+    """Hands out strings while a tab is built and remembers which component shows which string."""
+
+    def __init__(self, lang: str = "en"):
+        self.lang = lang
+        self.items: list[tuple[gr.components.Component, Callable[[str], dict]]] = []
+
+    def __call__(self, key: str) -> str:
+        return tr(key, self.lang)
+
+    def reg(self, component, **attrs: str):
+        """Register `component` so that each attr (label, value, info...) follows the language: attrs map
+        an attribute to a UI key, or to "lesson:<name>" for a lesson file."""
+        def update(lang: str) -> dict:
+            return {a: (lesson(k[7:], lang) if k.startswith("lesson:") else tr(k, lang)) for a, k in attrs.items()}
+        self.items.append((component, update))
+        return component
+
+    def reg_fn(self, component, fn: Callable[[str], dict]):
+        """Register with a function lang -> update kwargs (for choices lists and the like)."""
+        self.items.append((component, fn))
+        return component
+
+    @property
+    def components(self) -> list:
+        return [c for c, _ in self.items]
+
+    def updates(self, lang: str) -> list:
+        return [gr.update(**fn(lang)) for _, fn in self.items]

@@ -1,0 +1,96 @@
+"""Tab 2 · Posterior: q(x_{t-1} | x_t, x_0) (Eq. 6-7) with its numbers, next to the images it gives."""
+from __future__ import annotations
+
+import gradio as gr
+import numpy as np
+import plotly.graph_objects as go
+import torch
+
+from ddpm import SCHEDULES, Schedule, q_posterior, q_sample
+
+from .common import LATEX, MAX_T, image_picker, fmt, load_image, noise_like, schedule_from, t_slider_follows_T, timestep, to_picture
+from .forward import _thin
+from .i18n import Text, lesson
+
+
+def formula(s: Schedule, t: int) -> str:
+    """mu-tilde and beta-tilde (Eq. 7), symbolic and with the current numbers substituted."""
+    c1, c2 = s.posterior_mean_coef1[t].item(), s.posterior_mean_coef2[t].item()
+    bt, beta = s.posterior_variance[t].item(), s.betas[t].item()
+    p = t - 1
+    return "\n\n".join([
+        f"$$\\tilde\\mu_{{{t}}}(x_t, x_0) = \\frac{{\\sqrt{{\\bar\\alpha_{{{p}}}}}\\,\\beta_{{{t}}}}}{{1-\\bar\\alpha_{{{t}}}}}\\,x_0"
+        f" + \\frac{{\\sqrt{{\\alpha_{{{t}}}}}\\,(1-\\bar\\alpha_{{{p}}})}}{{1-\\bar\\alpha_{{{t}}}}}\\,x_t"
+        f" = {fmt(c1)}\\,x_0 + {fmt(c2)}\\,x_t$$",
+        f"$$\\tilde\\beta_{{{t}}} = \\frac{{1-\\bar\\alpha_{{{p}}}}}{{1-\\bar\\alpha_{{{t}}}}}\\,\\beta_{{{t}}}"
+        f" = {fmt(bt)}, \\qquad \\beta_{{{t}}} = {fmt(beta)}, \\qquad \\tilde\\beta_{{{t}}}/\\beta_{{{t}}}"
+        f" = {fmt(bt / beta)}$$",
+        f"coef1 = `posterior_mean_coef1[{t}]` = **{fmt(c1)}**, coef2 = `posterior_mean_coef2[{t}]` = **{fmt(c2)}**, "
+        f"β̃ = `posterior_variance[{t}]` = **{fmt(bt)}**, β = `betas[{t}]` = **{fmt(beta)}** "
+        f"(Ho et al. 2020, Eq. 6–7; at t = 0 the paper's ᾱ₋₁ = 1)",
+    ])
+
+
+def variance_figure(s: Schedule, t: int) -> go.Figure:
+    """The paper's two choices for sigma_t^2: beta_t (upper bound) and beta-tilde_t (lower bound)."""
+    idx = _thin(s.timesteps)
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=idx, y=s.betas.numpy()[idx], name="β_t  (fixed_large)"))
+    fig.add_trace(go.Scatter(x=idx, y=s.posterior_variance.numpy()[idx], name="β̃_t  (fixed_small)"))
+    fig.add_trace(go.Scatter(x=[t, t], y=[s.betas[t].item(), s.posterior_variance[t].item()], mode="markers",
+                             marker=dict(size=9, color="black"), showlegend=False))
+    fig.update_layout(height=300, margin=dict(l=50, r=10, t=10, b=40), xaxis_title="timestep t",
+                      yaxis_title="variance", yaxis_type="log", template="plotly_white",
+                      legend=dict(orientation="h", y=1.12))
+    return fig
+
+
+def posterior(image=None, t: int = 500, schedule: str = "linear", timesteps: int = 1000, beta_start: float = 1e-4,
+              beta_end: float = 0.02, seed: int = 0):
+    """-> (x_t, mu-tilde, x_{t-1} draw, x_0, formula, variance plot). The API's /posterior."""
+    s = schedule_from(schedule, timesteps, beta_start, beta_end)
+    t = timestep(t, s)
+    x0 = load_image(image)                                                   # (1, C, S, S) in [-1, 1]
+    x_t = q_sample(s, x0, t, noise_like(x0))                                 # Eq. 4
+    mean, var, _ = q_posterior(s, x0, x_t, t)                                # Eq. 7
+    z = torch.randn(x0.shape, generator=torch.Generator().manual_seed(int(seed) + 1))
+    x_prev = mean + var.sqrt() * z                                           # a draw of x_{t-1}
+    return (to_picture(x_t), to_picture(mean), to_picture(x_prev), to_picture(x0), formula(s, t),
+            variance_figure(s, t))
+
+
+def build(text: Text) -> dict:
+    text.reg(gr.Markdown(lesson("posterior", text.lang), latex_delimiters=LATEX), value="lesson:posterior")
+    with gr.Row():
+        with gr.Column(scale=2, min_width=280):
+            image, upload, source = image_picker(text, "trouser")
+            t = text.reg(gr.Slider(0, 999, value=500, step=1, label=text("t")), label="t")
+            with gr.Row():
+                kind = text.reg(gr.Dropdown(list(SCHEDULES), value="linear", label=text("schedule"), min_width=120),
+                                label="schedule")
+                T = text.reg(gr.Number(1000, minimum=2, maximum=MAX_T, precision=0, label=text("timesteps"),
+                                       min_width=100), label="timesteps")
+            with gr.Row():
+                b0 = text.reg(gr.Number(1e-4, label=text("beta_start"), min_width=100), label="beta_start")
+                b1 = text.reg(gr.Number(0.02, label=text("beta_end"), min_width=100), label="beta_end")
+                seed = text.reg(gr.Number(0, precision=0, label=text("seed"), min_width=80), label="seed")
+        with gr.Column(scale=3, min_width=300):
+            with gr.Row():
+                xt = text.reg(gr.Image(label=text("xt"), height=200, format="png", interactive=False), label="xt")
+                mu = text.reg(gr.Image(label=text("post_mean"), height=200, format="png", interactive=False),
+                              label="post_mean")
+                xp = text.reg(gr.Image(label=text("post_draw"), height=200, format="png", interactive=False),
+                              label="post_draw")
+                x0 = text.reg(gr.Image(label=text("x0"), height=200, format="png", interactive=False), label="x0")
+            eq = gr.Markdown(latex_delimiters=LATEX, elem_id="posterior-formula")
+    plot = text.reg(gr.Plot(label=text("variances")), label="variances")
+
+    T.change(t_slider_follows_T, [T, t], t, queue=False, api_visibility="private")
+    inputs, outs = [source, t, kind, T, b0, b1, seed], [xt, mu, xp, x0, eq, plot]
+    # the documented API endpoint first (it claims the name), with exactly the handler's parameters
+    api_file = gr.File(visible=False)
+    gr.Button(visible=False).click(posterior, [api_file, t, kind, T, b0, b1], outs, api_name="posterior")
+    for trigger in (t.change, kind.change, T.submit, b0.submit, b1.submit, seed.submit, source.change):
+        trigger(posterior, inputs, outs, show_progress="hidden", trigger_mode="always_last", api_visibility="private")
+    return dict(image=image, t=t, schedule=kind, timesteps=T, beta_start=b0, beta_end=b1,
+                refresh=[(posterior, inputs, outs)])

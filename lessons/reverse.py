@@ -1,0 +1,226 @@
+"""Tab 3 · Reverse process: the shipped model turns TV snow into clothes, one streamed step at a time."""
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from typing import Iterator
+
+import gradio as gr
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ddpm.images import make_grid
+from ddpm.pretrained import MAX_GUIDANCE, load_pretrained
+
+from .common import LATEX, image_picker, load_image, number
+from .i18n import Text, lesson
+
+MODEL = "fashion-mnist"
+MAX_N = 16                # images per request: one user cannot starve the others
+MAX_STORED = 200          # frames kept for the scrubber and the GIF
+STREAM_EVERY = 0.08       # seconds between streamed updates (a long DDPM run would flood the browser)
+SAMPLERS = {"ddim": ("ddim", "fixed_small"), "ddpm": ("ddpm", "fixed_small"), "ddpm_large": ("ddpm", "fixed_large")}
+
+
+def pipe():
+    return load_pretrained(MODEL)
+
+
+def sampler_choices(lang: str = "en") -> list[tuple[str, str]]:
+    return [("DDIM", "ddim"), ("DDPM · σ²=β̃ (fixed_small)", "ddpm"), ("DDPM · σ²=β (fixed_large)", "ddpm_large")]
+
+
+def grid_picture(images: torch.Tensor, size: int = 336) -> np.ndarray:
+    """(n, 1, 28, 28) in [0, 1] -> a square-ish grid, enlarged with nearest-neighbour to about `size` px."""
+    g = make_grid(images, nrow=math.ceil(math.sqrt(images.shape[0])), pad=1, pad_value=40)   # (H, W, 1)
+    g = np.repeat(g, 3, axis=2) if g.shape[2] == 1 else g
+    k = max(1, size // g.shape[1])
+    return np.repeat(np.repeat(g, k, 0), k, 1)
+
+
+def check(label, sampler, steps, eta, guidance_scale, seed, n) -> dict:
+    """Turn the UI/API values into Pipeline.progressive's arguments, or raise gr.Error."""
+    p = pipe()
+    if sampler not in SAMPLERS:
+        raise gr.Error(f"unknown sampler {sampler!r}; choose one of: {', '.join(SAMPLERS)}")
+    if label not in ("any", None, "") and label not in p.classes:
+        raise gr.Error(f"unknown class {label!r}; choose 'any' or one of: {', '.join(p.classes)}")
+    n = number(n, "n (images)", 1, MAX_N, integer=True)
+    kind, variance = SAMPLERS[sampler]
+    return dict(n=n, sampler=kind, variance=variance, steps=number(steps, "steps", 1, p.timesteps, integer=True),
+                eta=number(eta, "eta", 0, 1), guidance_scale=number(guidance_scale, "guidance scale", 0, MAX_GUIDANCE),
+                seed=number(seed, "seed", 0, 2 ** 31 - 1, integer=True),
+                labels=None if label in ("any", None, "") else [label])
+
+
+def visited(ts: list[int]) -> str:
+    return f"{', '.join(map(str, ts))}" if len(ts) <= 60 else f"{ts[0]}, {ts[1]}, {ts[2]}, …, {ts[-2]}, {ts[-1]} (all {len(ts)})"
+
+
+def _stream(frames: Iterator, ts: list[int], n: int, first: torch.Tensor) -> Iterator[tuple]:
+    """Frames -> (x_t grid, x0 grid, progress Markdown, stored frames, scrub slider update), throttled."""
+    total, stored, t0, last = len(ts), [], time.time(), 0.0
+    keep = max(1, math.ceil(total / MAX_STORED))
+    snow = grid_picture(first)
+    stored.append(("start", snow, np.zeros_like(snow)))
+    yield snow, None, f"x_T ~ N(0, I): {n} × 28×28 · {total} steps: {visited(ts)}", stored, gr.update()
+    for i, f in enumerate(frames, 1):
+        now = time.time()
+        if i % keep == 0 or i == total:
+            stored.append((f.t, grid_picture(f.x_t), grid_picture(f.x0_pred)))
+        if now - last >= STREAM_EVERY or i == total:
+            last = now
+            msg = (f"**step {i}/{total}** · t = {f.t} · {i / (now - t0):.1f} steps/s\n\n"
+                   f"<small>t visited: {visited(ts)}</small>")
+            final = i == total
+            yield (stored[-1][1] if final else grid_picture(f.x_t), grid_picture(f.x0_pred), msg, stored,
+                   gr.update(maximum=len(stored) - 1, value=len(stored) - 1) if final else gr.update())
+
+
+def sample(label: str = "any", sampler: str = "ddim", steps: int = 50, eta: float = 0.0, guidance_scale: float = 3.0,
+           seed: int = 0, n: int = 16):
+    """Stream a reverse run: one update per step (x_t grid, predicted-x_0 grid, progress, ...).
+    The last update's first output is the final image grid. The API's /sample."""
+    a = check(label, sampler, steps, eta, guidance_scale, seed, n)
+    p = pipe()
+    from ddpm.samplers import timesteps_for
+    ts = timesteps_for(a["sampler"], a["steps"], p.timesteps)
+    x_T = p.initial_noise(a["n"], a["seed"])
+    try:
+        frames = p.progressive(**a, x_T=x_T)
+        yield from _stream(frames, ts, a["n"], (x_T.clamp(-3, 3) / 6 + 0.5).cpu())
+    except ValueError as e:
+        raise gr.Error(str(e)) from None
+
+
+def to_model_image(image) -> torch.Tensor:
+    """Any picture -> (1, 1, 28, 28) in [0, 1], the model's format (greyscale, area-downscaled)."""
+    x = load_image(image).mean(1, keepdim=True)                                 # (1, 1, S, S) in [-1, 1]
+    if x.shape[-1] != 28:
+        x = F.interpolate(x, size=(28, 28), mode="area")
+    return (x + 1) / 2
+
+
+def from_image(image=None, start_t: int = 600, label: str = "any", sampler: str = "ddim", steps: int = 50,
+               eta: float = 0.0, guidance_scale: float = 3.0, seed: int = 0, n: int = 4):
+    """SDEdit: noise a real image to start_t with q(x_t | x_0), then run the reverse chain from there."""
+    a = check(label, sampler, steps, eta, guidance_scale, seed, n)
+    p = pipe()
+    start_t = number(start_t, "start t", 0, p.timesteps - 1, integer=True)
+    x0 = to_model_image(image)
+    from ddpm import q_sample
+    from ddpm.samplers import timesteps_for
+    ts = timesteps_for(a["sampler"], a["steps"], p.timesteps, start_t=start_t)
+    noisy = q_sample(p.schedule, (x0 * 2 - 1).expand(a["n"], -1, -1, -1), start_t,
+                     p.initial_noise(a["n"], a["seed"]).cpu())
+    frames = p.progressive(**a, init_image=x0, start_t=start_t)
+    yield from _stream(frames, ts, a["n"], ((noisy.clamp(-1, 1) + 1) / 2).float())
+
+
+def compare(label: str = "any", steps: int = 50, guidance_scale: float = 3.0, seed: int = 0, n: int = 4):
+    """DDIM (steps) and DDPM (all T) from the very same x_T: yields (DDIM grid, DDPM grid, note)."""
+    a = check(label, "ddim", steps, 0.0, guidance_scale, seed, n)
+    p = pipe()
+    x_T = p.initial_noise(a["n"], a["seed"])
+    t0 = time.time()
+    ddim = p.sample(**a, x_T=x_T)
+    t_ddim = time.time() - t0
+    yield grid_picture(ddim), None, f"DDIM-{a['steps']}: {t_ddim:.1f} s · DDPM-{p.timesteps}: running…"
+    a.update(sampler="ddpm")
+    t0, last = time.time(), 0.0
+    for i, f in enumerate(p.progressive(**a, x_T=x_T), 1):
+        if time.time() - last > 0.25 or i == p.timesteps:
+            last = time.time()
+            yield (grid_picture(ddim), grid_picture(f.x_t),
+                   f"DDIM-{a['steps']}: {t_ddim:.1f} s · DDPM-{p.timesteps}: step {i}/{p.timesteps}, "
+                   f"{time.time() - t0:.1f} s")
+
+
+def scrub(stored: list, k: int):
+    """Show stored frame k of the last run."""
+    if not stored:
+        return None, None, ""
+    k = int(min(max(0, k), len(stored) - 1))
+    t, xt, x0 = stored[k]
+    return xt, x0, f"frame {k}/{len(stored) - 1} · t = {t}"
+
+
+def export_gif(stored: list) -> str:
+    """The stored frames (x_t | predicted x_0 side by side) as an animated GIF file."""
+    from PIL import Image
+    if not stored:
+        raise gr.Error("nothing to export yet: press Generate first")
+    frames = [Image.fromarray(np.concatenate([xt, np.full((xt.shape[0], 8, 3), 255, np.uint8), x0], 1))
+              for _, xt, x0 in stored]
+    path = tempfile.NamedTemporaryFile(suffix=".gif", delete=False, prefix="ddpm-run-").name
+    frames[0].save(path, save_all=True, append_images=frames[1:] + [frames[-1]] * 10, duration=60, loop=0)
+    return path
+
+
+def build(text: Text) -> dict:
+    text.reg(gr.Markdown(lesson("reverse", text.lang), latex_delimiters=LATEX), value="lesson:reverse")
+    p = pipe()
+    with gr.Row():
+        with gr.Column(scale=2, min_width=280):
+            label = text.reg_fn(gr.Dropdown([(text("any"), "any")] + [(c, c) for c in p.classes], value="any",
+                                            label=text("label")),
+                                lambda lang: dict(label=Text(lang)("label"),
+                                                  choices=[(Text(lang)("any"), "any")] + [(c, c) for c in p.classes]))
+            guidance = text.reg(gr.Slider(0, 10, value=3.0, step=0.5, label=text("guidance")), label="guidance")
+            sampler = text.reg(gr.Dropdown(sampler_choices(), value="ddim", label=text("sampler")), label="sampler")
+            with gr.Row():
+                steps = text.reg(gr.Slider(1, p.timesteps, value=50, step=1, label=text("steps")), label="steps")
+                eta = text.reg(gr.Slider(0, 1, value=0.0, step=0.05, label=text("eta")), label="eta")
+            with gr.Row():
+                seed = text.reg(gr.Number(0, precision=0, minimum=0, label=text("seed"), min_width=80), label="seed")
+                n = text.reg(gr.Slider(1, MAX_N, value=16, step=1, label=text("n")), label="n")
+            with gr.Row():
+                go = text.reg(gr.Button(text("generate"), variant="primary"), value="generate")
+                stop = text.reg(gr.Button(text("stop"), variant="stop"), value="stop")
+        with gr.Column(scale=3, min_width=300):
+            with gr.Row():
+                xt = text.reg(gr.Image(label=text("xt"), format="png", interactive=False, height=336), label="xt")
+                x0 = text.reg(gr.Image(label=text("pred_x0"), format="png", interactive=False, height=336),
+                              label="pred_x0")
+            progress = gr.Markdown(elem_id="reverse-progress")
+            frame_k = text.reg(gr.Slider(0, 1, value=0, step=1, label=text("scrub")), label="scrub")
+            with gr.Row():
+                gif_btn = text.reg(gr.Button(text("gif"), size="sm"), value="gif")
+                gif = text.reg(gr.File(label=text("gif_file"), height=60), label="gif_file")
+    stored = gr.State([])
+    outs = [xt, x0, progress, stored, frame_k]
+    run = go.click(sample, [label, sampler, steps, eta, guidance, seed, n], outs, api_name="sample",
+                   concurrency_limit=2, concurrency_id="model")
+    frame_k.input(scrub, [stored, frame_k], [xt, x0, progress], show_progress="hidden", api_visibility="private")
+    gif_btn.click(export_gif, stored, gif, api_visibility="private")
+
+    with text.reg(gr.Accordion(text("from_image"), open=False), label="from_image"):
+        with gr.Row():
+            with gr.Column(min_width=260):
+                image, _, source = image_picker(text, "sneaker")
+                start_t = text.reg(gr.Slider(0, p.timesteps - 1, value=600, step=1, label=text("start_t")),
+                                   label="start_t")
+                go_img = text.reg(gr.Button(text("generate_from_image"), variant="primary"),
+                                  value="generate_from_image")
+            sd_xt = text.reg(gr.Image(label=text("xt"), format="png", interactive=False, height=280), label="xt")
+            sd_x0 = text.reg(gr.Image(label=text("pred_x0"), format="png", interactive=False, height=280),
+                             label="pred_x0")
+        sd_note = gr.Markdown()
+        sd_stored, sd_k = gr.State([]), gr.State(0)
+        run_img = go_img.click(from_image, [source, start_t, label, sampler, steps, eta, guidance, seed, n],
+                               [sd_xt, sd_x0, sd_note, sd_stored, sd_k], concurrency_limit=2,
+                               concurrency_id="model", api_visibility="private")
+    with text.reg(gr.Accordion(text("compare"), open=False), label="compare"):
+        go_cmp = text.reg(gr.Button(text("run_compare")), value="run_compare")
+        with gr.Row():
+            c_ddim = text.reg(gr.Image(label=text("ddim_result"), format="png", interactive=False, height=280),
+                              label="ddim_result")
+            c_ddpm = text.reg(gr.Image(label=text("ddpm_result"), format="png", interactive=False, height=280),
+                              label="ddpm_result")
+        c_note = gr.Markdown()
+        run_cmp = go_cmp.click(compare, [label, steps, guidance, seed, n], [c_ddim, c_ddpm, c_note],
+                               concurrency_limit=2, concurrency_id="model", api_visibility="private")
+    stop.click(None, cancels=[run, run_img, run_cmp], api_visibility="private")
+    return dict(label=label, sampler=sampler, steps=steps, eta=eta, guidance=guidance, seed=seed, n=n)

@@ -1,0 +1,252 @@
+"""Tab 4 · Training objective: the variational bound term by term (Eq. 5), and L_simple (Eq. 14) trained live on 2-D points."""
+from __future__ import annotations
+
+import tempfile
+import time
+from functools import lru_cache
+
+import gradio as gr
+import numpy as np
+import plotly.graph_objects as go
+import torch
+
+import ddpm
+from ddpm.pretrained import available, load_pretrained
+from ddpm.samplers import guided, sample_loop, timesteps_for
+from ddpm.toy import TOYS, make_toy, toy_dataset
+from ddpm.vlb import vlb_terms
+
+from .common import LATEX, example_names, load_image, number, choice
+from .i18n import Text, lesson, tr
+
+TOY_T = 100          # forward steps of the toy diffusion
+N_POINTS = 500       # points in the sample scatter and the flow
+SAMPLE_SEED = 0      # x_T and the DDPM noise of every toy sample: the same points in every frame
+LIM = 3.0            # fixed axis range [-LIM, LIM] of the point plots
+
+
+# ---- the variational bound on held-out Fashion-MNIST images --------------------------------------------------
+def _held_out(n: int) -> torch.Tensor:
+    """n test images (n, 1, 28, 28) on the 256 pixel levels scaled to [-1, 1]; the shipped PNGs if the data set is absent."""
+    try:
+        images, _ = ddpm.data.load_fashion_mnist(split="test")
+        return images[:n].float() / 127.5 - 1
+    except (FileNotFoundError, OSError, ValueError):
+        names = [k for k in example_names() if not k.startswith("photo")]
+        return torch.cat([load_image(names[i % len(names)]) for i in range(n)])
+
+
+def vlb_timesteps(T: int, stride: int) -> list[int]:
+    """Every t below `stride` (the first steps hold most of the bound), then every stride-th t."""
+    return sorted(set(range(min(stride, T))) | set(range(stride, T, stride)))
+
+
+def cell_widths(ts: list[int], T: int) -> np.ndarray:
+    """How many of the timesteps 1..T-1 each sampled t >= 1 stands for: the cells between midpoints.
+    Sum of L_{t-1} over all t ~= sum of width * L_{t-1} over the sampled t (a midpoint-rule estimate)."""
+    pos = np.array([t for t in ts if t >= 1], dtype=float)
+    edges = np.concatenate([[0.5], (pos[1:] + pos[:-1]) / 2, [T - 0.5]])
+    return np.diff(edges)
+
+
+@lru_cache(maxsize=8)
+def _vlb(n_images: int, stride: int) -> tuple[go.Figure, str]:
+    pipe = load_pretrained("fashion-mnist")
+    x0 = _held_out(n_images).to(pipe.device)                                  # (B, 1, 28, 28) in [-1, 1]
+    T = pipe.timesteps
+    ts = vlb_timesteps(T, stride)
+    start = time.perf_counter()
+    out = vlb_terms(pipe.schedule, guided(pipe.model, None), x0, ts, prediction=pipe.prediction,
+                    generator=torch.Generator().manual_seed(0))
+    seconds = time.perf_counter() - start
+    terms = out["terms"].mean(0).cpu().numpy()                                # (len(ts),) bits/dim, mean over images
+    prior, decoder = out["prior"].mean().item(), out["decoder"].mean().item()
+    w = cell_widths(ts, T)
+    middle = float((terms[1:] * w).sum())                                     # sum_{t>1} L_{t-1}, estimated
+    total = prior + decoder + middle
+
+    fig = go.Figure(go.Scatter(x=ts[1:], y=terms[1:], mode="lines+markers", marker=dict(size=4),
+                               name="L_{t-1} = KL(q(x_{t-1}|x_t,x_0) || p_θ(x_{t-1}|x_t))"))
+    fig.add_trace(go.Scatter(x=[0], y=[decoder], mode="markers", marker=dict(size=12, symbol="star", color="crimson"),
+                             name="L_0 = −log p_θ(x_0|x_1)"))
+    fig.add_trace(go.Scatter(x=[0, T - 1], y=[prior, prior], mode="lines", line=dict(dash="dot", color="grey"),
+                             name="L_T = KL(q(x_T|x_0) || N(0, I))"))
+    fig.update_layout(height=380, margin=dict(l=60, r=10, t=10, b=40), template="plotly_white",
+                      xaxis_title="timestep t", yaxis_title="bits/dim", yaxis_type="log",
+                      legend=dict(orientation="h", y=1.12))
+    md = (f"| term | bits/dim |\n|---|---|\n| $L_T$ (prior) | {prior:.2e} |\n| $L_0$ (decoder) | {decoder:.3f} |\n"
+          f"| $\\sum_{{t>1}} L_{{t-1}}$ (**estimate**) | {middle:.3f} |\n| **total $L$ (estimate)** | **{total:.3f}** |\n\n"
+          f"{n_images} test images, {len(ts)} of the {T} timesteps evaluated (every t < {stride}, then every "
+          f"{stride}-th); each evaluated term stands for the timesteps around it, so the sum is an estimate. "
+          f"Computed in {seconds:.1f} s.")
+    return fig, md
+
+
+def vlb_plot(n_images: int = 8, stride: int = 15) -> tuple[go.Figure, str]:
+    """-> (bits/dim per timestep, Markdown summary) for the shipped Fashion-MNIST model. Cached."""
+    n = number(n_images, "n_images", 1, 64, integer=True)
+    s = number(stride, "stride", 1, 1000, integer=True)
+    return _vlb(n, s)
+
+
+# ---- the toy: train, sample, flow ----------------------------------------------------------------------------
+@lru_cache(maxsize=len(TOYS))
+def _real(name: str) -> np.ndarray:
+    return make_toy(name, 2000, seed=1).numpy()
+
+
+def _colours(x_T: np.ndarray) -> np.ndarray:
+    """One hue per point from the angle of its starting noise: the same point keeps its colour all the way."""
+    return np.arctan2(x_T[:, 1], x_T[:, 0])
+
+
+def points_figure(name: str, pts: np.ndarray, colours: np.ndarray, title: str = "") -> go.Figure:
+    """The samples (coloured) over the real data (light grey); fixed square axes [-3, 3]."""
+    real = _real(name)
+    fig = go.Figure(go.Scatter(x=real[:, 0], y=real[:, 1], mode="markers", name="data",
+                               marker=dict(size=3, color="#d0d0d0"), hoverinfo="skip"))
+    fig.add_trace(go.Scatter(x=pts[:, 0], y=pts[:, 1], mode="markers", name="samples",
+                             marker=dict(size=5, color=colours, colorscale="HSV", cmin=-np.pi, cmax=np.pi)))
+    fig.update_layout(height=420, margin=dict(l=30, r=10, t=30 if title else 10, b=30), template="plotly_white",
+                      title=dict(text=title, font=dict(size=13)), showlegend=False,
+                      xaxis=dict(range=[-LIM, LIM], constrain="domain"),
+                      yaxis=dict(range=[-LIM, LIM], scaleanchor="x", scaleratio=1, constrain="domain"))
+    return fig
+
+
+def loss_figure(losses: list[float]) -> go.Figure:
+    """Raw L_simple per step and its exponential moving average (bias-corrected, as TensorBoard smooths)."""
+    y = np.asarray(losses, dtype=float)
+    smooth, m = np.empty_like(y), 0.0
+    for i, v in enumerate(y):
+        m = 0.98 * m + 0.02 * v
+        smooth[i] = m / (1 - 0.98 ** (i + 1))
+    x = np.arange(1, len(y) + 1)
+    fig = go.Figure(go.Scatter(x=x, y=y, mode="lines", name="loss", line=dict(color="#9ab7e0", width=1)))
+    fig.add_trace(go.Scatter(x=x, y=smooth, mode="lines", name="smoothed", line=dict(color="#1f4e9c", width=2.5)))
+    fig.update_layout(height=420, margin=dict(l=50, r=10, t=10, b=40), template="plotly_white",
+                      xaxis_title="step", yaxis_title="L_simple = ‖ε − ε_θ‖²", yaxis_rangemode="tozero",
+                      legend=dict(orientation="h", y=1.1))
+    return fig
+
+
+def reverse_run(model: torch.nn.Module, schedule, prediction: str = "epsilon", n: int = N_POINTS,
+                seed: int = SAMPLE_SEED) -> np.ndarray:
+    """Every state of a DDPM reverse run from Gaussian noise: (T + 1, n, 2), [0] = x_T, [-1] = the samples."""
+    g = torch.Generator().manual_seed(seed)
+    dev = next(model.parameters()).device
+    x = torch.randn((n, 2), generator=g).to(dev)                               # x_T ~ N(0, I), (n, 2)
+    states = [x.cpu()]
+    for f in sample_loop(guided(model, None), schedule, x, timesteps_for("ddpm", schedule.timesteps,
+                         schedule.timesteps), "ddpm", prediction=prediction, clip=False, generator=g):
+        states.append(f.x_t.cpu())
+    return torch.stack(states).numpy()
+
+
+def train_toy(name: str = "two-moons", steps: int = 2500, seed: int = 0, yield_s: float = 0.6):
+    """Train a fresh ToyMLP with L_simple (Algorithm 1), yielding (loss curve, EMA samples, state) about every
+    `yield_s` seconds; the state is gr.skip() until the last yield, then {"name", "ema" (state_dict), "traj"}."""
+    name = choice(name, "toy data set", TOYS)
+    steps = number(steps, "steps", 1, 20000, integer=True)
+    seed = number(seed, "seed", 0, 2 ** 31 - 1, integer=True)
+    yield_s = number(yield_s, "yield_s", 0, 60)
+    torch.manual_seed(seed)                                                    # the network's initial weights
+    model = ddpm.ToyMLP(hidden=128)
+    diffusion = ddpm.GaussianDiffusion(model, timesteps=TOY_T, beta_schedule="cosine", data_shape=(2,),
+                                       auto_normalize=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = ddpm.Trainer(diffusion, toy_dataset(name, 4000), train_batch_size=256, train_lr=3e-3,
+                               train_num_steps=2500, warmup_steps=50, ema_decay=0.99, save_and_sample_every=10 ** 9,
+                               results_folder=tmp, progress=False, device="cpu", seed=seed)
+        traj = reverse_run(trainer.ema, diffusion.schedule)
+        colours = _colours(traj[0])
+        yield loss_figure([]), points_figure(name, traj[-1], colours, "step 0"), gr.skip()
+        last = time.perf_counter()
+        while trainer.step < steps:
+            trainer.train_step()
+            if trainer.step < steps and (trainer.step % 25 or time.perf_counter() - last < yield_s):
+                continue
+            traj = reverse_run(trainer.ema, diffusion.schedule)
+            title = f"step {trainer.step} / {steps}"
+            if trainer.step < steps:
+                yield loss_figure(trainer.loss_history), points_figure(name, traj[-1], colours, title), gr.skip()
+                last = time.perf_counter()
+        state = {"name": name, "ema": {k: v.clone() for k, v in trainer.ema.state_dict().items()}, "traj": traj}
+        yield loss_figure(trainer.loss_history), points_figure(name, traj[-1], colours, title), state
+
+
+@lru_cache(maxsize=len(TOYS))
+def shipped_run(name: str) -> np.ndarray | None:
+    """The reverse run of the shipped toy model assets/models/<name>, or None if there is none."""
+    if name not in available():
+        return None
+    pipe = load_pretrained(name)
+    return reverse_run(pipe.model, pipe.schedule, pipe.prediction)
+
+
+def _trajectory(state, name: str) -> np.ndarray | None:
+    if isinstance(state, dict) and state.get("name") == name and state.get("traj") is not None:
+        return np.asarray(state["traj"])
+    return shipped_run(name)
+
+
+def flow_plot(state=None, step: int = 0, name: str = "two-moons") -> go.Figure:
+    """The points after `step` reverse steps (0 = pure noise x_T): from the model trained here, else the shipped
+    one; with neither, only the data."""
+    name = choice(name, "toy data set", TOYS)
+    step = number(step, "reverse step", 0, 10000, integer=True)
+    traj = _trajectory(state, name)
+    if traj is None:
+        return points_figure(name, np.zeros((0, 2)), np.zeros(0))
+    k = min(step, len(traj) - 1)
+    T = len(traj) - 1
+    title = f"reverse step {k} / {T}: " + ("x_T ~ N(0, I)" if k == 0 else f"x_{T - k}")
+    return points_figure(name, traj[k], _colours(traj[0]), title)
+
+
+def flow_reset(state=None, name: str = "two-moons"):
+    """After training or a new toy: the slider spans the run and sits at its end; the final points."""
+    name = choice(name, "toy data set", TOYS)
+    traj = _trajectory(state, name)
+    T = TOY_T if traj is None else len(traj) - 1
+    return gr.update(maximum=T, value=T), flow_plot(state, T, name)
+
+
+def _heading(text: Text, key: str) -> gr.Markdown:
+    return text.reg_fn(gr.Markdown("### " + text(key)), lambda lang: {"value": "### " + tr(key, lang)})
+
+
+def build(text: Text) -> dict:
+    """Lay out the tab; returns the components deep links set, and the Train event (for a Stop button)."""
+    text.reg(gr.Markdown(lesson("training", text.lang), latex_delimiters=LATEX), value="lesson:training")
+
+    _heading(text, "vlb_title")
+    vlb_btn = text.reg(gr.Button(text("vlb_button"), variant="primary"), value="vlb_button")
+    with gr.Row():
+        vlb_fig = text.reg(gr.Plot(label=text("vlb_plot"), scale=3), label="vlb_plot")
+        vlb_md = gr.Markdown(latex_delimiters=LATEX)
+    vlb_btn.click(vlb_plot, None, [vlb_fig, vlb_md], api_visibility="private")
+
+    _heading(text, "toy_title")
+    with gr.Row():
+        toy = text.reg(gr.Dropdown(list(TOYS), value="two-moons", label=text("toy"), scale=2), label="toy")
+        train_btn = text.reg(gr.Button(text("train"), variant="primary", scale=1), value="train")
+        stop_btn = text.reg(gr.Button(text("stop"), variant="stop", scale=1), value="stop")
+    with gr.Row():
+        loss = text.reg(gr.Plot(label=text("loss")), label="loss")
+        samples = text.reg(gr.Plot(label=text("toy_samples")), label="toy_samples")
+
+    _heading(text, "flow")
+    text.reg(gr.Markdown(text("flow_hint")), value="flow_hint")
+    flow_t = text.reg(gr.Slider(0, TOY_T, value=TOY_T, step=1, label=text("flow_t")), label="flow_t")
+    flow = gr.Plot(show_label=False)
+    state = gr.State(None)          # {"name", "ema", "traj"} of the last model trained here
+
+    train = train_btn.click(train_toy, toy, [loss, samples, state], api_visibility="private")
+    train.then(flow_reset, [state, toy], [flow_t, flow], api_visibility="private")
+    stop_btn.click(None, None, None, cancels=[train], api_visibility="private")
+    toy.change(flow_reset, [state, toy], [flow_t, flow], api_visibility="private")
+    flow_t.change(flow_plot, [state, flow_t, toy], flow, show_progress="hidden", trigger_mode="always_last",
+                  api_visibility="private")
+    return dict(toy=toy, flow_t=flow_t, events=dict(train=train),
+                refresh=[(flow_reset, [state, toy], [flow_t, flow])])
