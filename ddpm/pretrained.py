@@ -78,7 +78,7 @@ class Pipeline:
             raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
         if variance not in VARIANCES:
             raise ValueError(f"unknown variance {variance!r}; choose one of {', '.join(VARIANCES)}")
-        if not (isinstance(steps, int) and 1 <= steps <= T):
+        if sampler == "ddim" and not (isinstance(steps, int) and 1 <= steps <= T):   # DDPM visits every t
             raise ValueError(f"steps must be an integer between 1 and T={T}, got {steps!r}")
         if not 0.0 <= float(eta) <= 1.0:                       # also False for NaN
             raise ValueError(f"eta must lie in [0, 1], got {eta!r}")

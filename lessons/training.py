@@ -1,4 +1,5 @@
-"""Tab 4 · Training objective: the variational bound term by term (Eq. 5), and L_simple (Eq. 14) trained live on 2-D points."""
+"""Tab 4 · Training objective: the variational bound term by term (Eq. 5), and L_simple (Eq. 14) trained live
+on 2-D points, whose reverse run learners then scrub step by step."""
 from __future__ import annotations
 
 import tempfile
@@ -11,12 +12,13 @@ import plotly.graph_objects as go
 import torch
 
 import ddpm
+from ddpm.data import load_fashion_mnist
 from ddpm.pretrained import available, load_pretrained
 from ddpm.samplers import guided, sample_loop, timesteps_for
 from ddpm.toy import TOYS, make_toy, toy_dataset
 from ddpm.vlb import vlb_terms
 
-from .common import LATEX, example_names, load_image, number, choice
+from .common import LATEX, choice, example_names, load_image, number
 from .i18n import Text, lesson, tr
 
 TOY_T = 100          # forward steps of the toy diffusion
@@ -27,9 +29,9 @@ LIM = 3.0            # fixed axis range [-LIM, LIM] of the point plots
 
 # ---- the variational bound on held-out Fashion-MNIST images --------------------------------------------------
 def _held_out(n: int) -> torch.Tensor:
-    """n test images (n, 1, 28, 28) on the 256 pixel levels scaled to [-1, 1]; the shipped PNGs if the data set is absent."""
+    """n test images (n, 1, 28, 28), the 256 pixel levels scaled to [-1, 1]; the shipped PNGs without the data set."""
     try:
-        images, _ = ddpm.data.load_fashion_mnist(split="test")
+        images, _ = load_fashion_mnist(split="test")
         return images[:n].float() / 127.5 - 1
     except (FileNotFoundError, OSError, ValueError):
         names = [k for k in example_names() if not k.startswith("photo")]
@@ -67,8 +69,8 @@ def _vlb(n_images: int, stride: int) -> tuple[go.Figure, str]:
 
     fig = go.Figure(go.Scatter(x=ts[1:], y=terms[1:], mode="lines+markers", marker=dict(size=4),
                                name="L_{t-1} = KL(q(x_{t-1}|x_t,x_0) || p_θ(x_{t-1}|x_t))"))
-    fig.add_trace(go.Scatter(x=[0], y=[decoder], mode="markers", marker=dict(size=12, symbol="star", color="crimson"),
-                             name="L_0 = −log p_θ(x_0|x_1)"))
+    fig.add_trace(go.Scatter(x=[0], y=[decoder], mode="markers", name="L_0 = −log p_θ(x_0|x_1)",
+                             marker=dict(size=12, symbol="star", color="crimson")))
     fig.add_trace(go.Scatter(x=[0, T - 1], y=[prior, prior], mode="lines", line=dict(dash="dot", color="grey"),
                              name="L_T = KL(q(x_T|x_0) || N(0, I))"))
     fig.update_layout(height=380, margin=dict(l=60, r=10, t=10, b=40), template="plotly_white",
@@ -95,9 +97,10 @@ def _real(name: str) -> np.ndarray:
     return make_toy(name, 2000, seed=1).numpy()
 
 
-def _colours(x_T: np.ndarray) -> np.ndarray:
-    """One hue per point from the angle of its starting noise: the same point keeps its colour all the way."""
-    return np.arctan2(x_T[:, 1], x_T[:, 0])
+def _colours(x_0: np.ndarray) -> np.ndarray:
+    """One hue per point from the angle of where it *ends*: DDPM's fresh noise at every step scrambles any
+    colouring by the start, but this one turns into a smooth rainbow along the shape, and each point keeps it."""
+    return np.arctan2(x_0[:, 1], x_0[:, 0])
 
 
 def points_figure(name: str, pts: np.ndarray, colours: np.ndarray, title: str = "") -> go.Figure:
@@ -159,8 +162,7 @@ def train_toy(name: str = "two-moons", steps: int = 2500, seed: int = 0, yield_s
                                train_num_steps=2500, warmup_steps=50, ema_decay=0.99, save_and_sample_every=10 ** 9,
                                results_folder=tmp, progress=False, device="cpu", seed=seed)
         traj = reverse_run(trainer.ema, diffusion.schedule)
-        colours = _colours(traj[0])
-        yield loss_figure([]), points_figure(name, traj[-1], colours, "step 0"), gr.skip()
+        yield loss_figure([]), points_figure(name, traj[-1], _colours(traj[-1]), "step 0"), gr.skip()
         last = time.perf_counter()
         while trainer.step < steps:
             trainer.train_step()
@@ -168,11 +170,12 @@ def train_toy(name: str = "two-moons", steps: int = 2500, seed: int = 0, yield_s
                 continue
             traj = reverse_run(trainer.ema, diffusion.schedule)
             title = f"step {trainer.step} / {steps}"
+            figures = loss_figure(trainer.loss_history), points_figure(name, traj[-1], _colours(traj[-1]), title)
             if trainer.step < steps:
-                yield loss_figure(trainer.loss_history), points_figure(name, traj[-1], colours, title), gr.skip()
+                yield *figures, gr.skip()
                 last = time.perf_counter()
         state = {"name": name, "ema": {k: v.clone() for k, v in trainer.ema.state_dict().items()}, "traj": traj}
-        yield loss_figure(trainer.loss_history), points_figure(name, traj[-1], colours, title), state
+        yield *figures, state
 
 
 @lru_cache(maxsize=len(TOYS))
@@ -201,7 +204,7 @@ def flow_plot(state=None, step: int = 0, name: str = "two-moons") -> go.Figure:
     k = min(step, len(traj) - 1)
     T = len(traj) - 1
     title = f"reverse step {k} / {T}: " + ("x_T ~ N(0, I)" if k == 0 else f"x_{T - k}")
-    return points_figure(name, traj[k], _colours(traj[0]), title)
+    return points_figure(name, traj[k], _colours(traj[-1]), title)
 
 
 def flow_reset(state=None, name: str = "two-moons"):
@@ -225,7 +228,9 @@ def build(text: Text) -> dict:
     with gr.Row():
         vlb_fig = text.reg(gr.Plot(label=text("vlb_plot"), scale=3), label="vlb_plot")
         vlb_md = gr.Markdown(latex_delimiters=LATEX)
-    vlb_btn.click(vlb_plot, None, [vlb_fig, vlb_md], api_visibility="private")
+    # heavy work shares the "model" pool with the Reverse tab's generators (at most 2 at a time)
+    vlb_btn.click(vlb_plot, None, [vlb_fig, vlb_md], concurrency_limit=2, concurrency_id="model",
+                  api_visibility="private")
 
     _heading(text, "toy_title")
     with gr.Row():
@@ -242,7 +247,8 @@ def build(text: Text) -> dict:
     flow = gr.Plot(show_label=False)
     state = gr.State(None)          # {"name", "ema", "traj"} of the last model trained here
 
-    train = train_btn.click(train_toy, toy, [loss, samples, state], api_visibility="private")
+    train = train_btn.click(train_toy, toy, [loss, samples, state], concurrency_limit=2, concurrency_id="model",
+                            api_visibility="private")
     train.then(flow_reset, [state, toy], [flow_t, flow], api_visibility="private")
     stop_btn.click(None, None, None, cancels=[train], api_visibility="private")
     toy.change(flow_reset, [state, toy], [flow_t, flow], api_visibility="private")

@@ -1,0 +1,77 @@
+"""lessons/training.py: the bound per timestep from the shipped model, and live toy training that really learns."""
+import re
+
+import gradio as gr
+import numpy as np
+import pytest
+import torch
+
+from lessons import training
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """A tiny MLP gains nothing from intra-op threads, and on a busy 2-core machine a second thread that
+    spin-waits for a core makes each step ~30x slower."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_vlb_plot_positive_terms_and_summary():
+    fig, md = training.vlb_plot(n_images=2, stride=50)
+    by_name = {tr.name.split(" ")[0]: tr for tr in fig.data}
+    terms, decoder, prior = (np.asarray(by_name[k].y, float) for k in ("L_{t-1}", "L_0", "L_T"))
+    assert len(terms) > 20 and (terms > 0).all() and np.isfinite(terms).all()
+    assert 0 < decoder[0] < 8 and 0 < prior[0] < 1e-3                 # L_T ~ 0: alpha-bar_T ~ 4e-5
+    assert terms[0] > 10 * terms[-1]                                  # the first steps hold most of the bound
+    numbers = [float(v) for v in re.findall(r"\d+\.\d+(?:e-?\d+)?", md)]
+    assert len(numbers) >= 4 and "estimate" in md
+    assert training.vlb_plot(n_images=2, stride=50)[0] is fig          # cached: a second click is instant
+
+
+def test_vlb_midpoint_weights_cover_every_timestep():
+    ts = training.vlb_timesteps(1000, 15)
+    assert ts[0] == 0 and ts[:15] == list(range(15)) and ts[-1] == 990
+    assert training.cell_widths(ts, 1000).sum() == pytest.approx(999)  # t = 1..999, each counted once
+
+
+def _nn_dist(points, data):
+    return torch.cdist(torch.as_tensor(points), torch.as_tensor(data)).min(1).values.mean().item()
+
+
+def test_train_toy_learns_two_moons():
+    outs = list(training.train_toy("two-moons", steps=1000, yield_s=0.1))
+    assert len(outs) >= 5
+    assert all(o[2] == gr.skip() for o in outs[:-1])                  # the state is set once, at the end
+    state = outs[-1][2]
+    assert state["name"] == "two-moons" and set(state["ema"]) and state["traj"].shape == (101, 500, 2)
+    loss = np.asarray(outs[-1][0].data[0].y, float)
+    assert len(loss) == 1000 and loss[-50:].mean() < 0.7 * loss[:20].mean()
+    data = training._real("two-moons")
+    traj = state["traj"]
+    assert _nn_dist(traj[-1], data) < 0.5 * _nn_dist(traj[0], data)   # noise x_T -> points on the moons
+    final = outs[-1][1].data[1]                                       # the scatter shows the end of the run
+    assert np.allclose(final.x, traj[-1][:, 0]) and np.allclose(final.y, traj[-1][:, 1])
+    # the flow slider scrubs the stored run: step 0 is the noise, the last step the samples
+    assert np.allclose(training.flow_plot(state, 0, "two-moons").data[1].x, traj[0][:, 0])
+    update, fig = training.flow_reset(state, "two-moons")
+    assert update["maximum"] == 100 and np.allclose(fig.data[1].y, traj[-1][:, 1])
+
+
+def test_bad_arguments_give_clear_errors():
+    with pytest.raises(gr.Error, match="toy"):
+        next(training.train_toy("donut"))
+    with pytest.raises(gr.Error, match="steps"):
+        next(training.train_toy("two-moons", steps=-3))
+    with pytest.raises(gr.Error):
+        training.flow_plot(None, 5, "donut")
+    with pytest.raises(gr.Error, match="stride"):
+        training.vlb_plot(stride=0)
+
+
+def test_flow_without_any_model_shows_only_data(monkeypatch):
+    monkeypatch.setattr(training, "shipped_run", lambda name: None)
+    fig = training.flow_plot(None, 50, "spiral")
+    assert len(fig.data[0].x) == 2000 and len(fig.data[1].x) == 0

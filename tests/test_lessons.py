@@ -1,0 +1,161 @@
+"""lessons/forward.py, posterior.py, reverse.py, common.py: the handlers, called directly (no server)."""
+import io
+import math
+
+import gradio as gr
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ddpm import make_schedule, q_posterior
+from lessons import common, forward, posterior, reverse
+
+
+def _save(tmp_path, arr, name, mode=None):
+    p = tmp_path / name
+    (Image.fromarray(arr, mode) if mode else Image.fromarray(arr)).save(p)
+    return str(p)
+
+
+def test_forward_outputs_and_formula_numbers():
+    xt, x0, eps, eq, film, curves, hist = forward.forward("sneaker", 500, "linear", 1000, 1e-4, 0.02)
+    s = make_schedule("linear", 1000)
+    assert xt.shape == x0.shape and xt.dtype == np.uint8
+    assert f"{s.sqrt_alphas_cumprod[500].item():.5f}" in eq and f"{s.sqrt_one_minus_alphas_cumprod[500].item():.5f}" in eq
+    assert film.shape[1] > film.shape[0] * 4                               # a horizontal strip
+    assert len(curves.data) >= 5 and hist.data[0].type == "histogram"
+
+
+def test_forward_image_changes_with_t_and_is_noise_at_the_end():
+    a = forward.forward("sneaker", 10)[0]
+    b = forward.forward("sneaker", 900)[0]
+    assert np.abs(a.astype(int) - b.astype(int)).mean() > 10
+    # same noise for every t: t = 0 is almost the image itself
+    x0 = forward.forward("sneaker", 0)[1]
+    assert np.abs(forward.forward("sneaker", 0)[0].astype(int) - x0.astype(int)).mean() < 3
+
+
+def test_compare_two_schedules():
+    img, note = forward.compare("bag", 300, "linear", "cosine")
+    assert img.shape[0] > 100 and "cosine" in note
+
+
+def test_posterior_formula_has_the_coefficients():
+    s = make_schedule("cosine", 1000)
+    out = posterior.posterior("trouser", 487, "cosine", 1000)
+    eq = out[4]
+    for v in (s.posterior_mean_coef1[487], s.posterior_mean_coef2[487], s.posterior_variance[487], s.betas[487]):
+        assert common.fmt(v) in eq
+    # the mean image is what q_posterior gives
+    x0 = common.load_image("trouser")
+    from ddpm import q_sample
+    x_t = q_sample(s, x0, 487, common.noise_like(x0))
+    mean, _, _ = q_posterior(s, x0, x_t, 487)
+    assert np.array_equal(out[1], common.to_picture(mean))
+
+
+@pytest.mark.parametrize("args,match", [
+    (dict(t=1000), "t must lie"), (dict(t=-1), "t must lie"), (dict(t=float("nan")), "t must lie"),
+    (dict(t=2.5), "whole number"), (dict(schedule="exponential"), "unknown schedule"),
+    (dict(timesteps=1), "timesteps"), (dict(timesteps=10**9), "timesteps"), (dict(beta_start=0), "beta_start"),
+    (dict(beta_end=1.0), "beta_end"), (dict(beta_start=0.05, beta_end=0.01), "must not exceed"),
+    (dict(beta_start="abc"), "must be a number"), (dict(image="/etc/passwd"), "could not read"),
+    (dict(image="no-such-example"), "no such image"),
+])
+def test_bad_values_give_clear_errors(args, match):
+    for handler in (forward.forward, posterior.posterior):
+        kw = dict(image="sneaker", t=10, schedule="linear", timesteps=1000, beta_start=1e-4, beta_end=0.02)
+        kw.update(args)
+        with pytest.raises(gr.Error, match=match):
+            handler(**kw)
+
+
+def test_uploads_of_every_kind(tmp_path):
+    rng = np.random.default_rng(0)
+    files = {
+        "rgb.jpg": _save(tmp_path, rng.integers(0, 256, (300, 500, 3), dtype=np.uint8), "rgb.jpg"),
+        "rgba.png": _save(tmp_path, rng.integers(0, 256, (64, 64, 4), dtype=np.uint8), "rgba.png", "RGBA"),
+        "grey.png": _save(tmp_path, rng.integers(0, 256, (1024, 1024), dtype=np.uint8), "grey.png"),
+        "deep.png": _save(tmp_path, rng.integers(0, 65535, (50, 80), dtype=np.uint16), "deep.png"),
+    }
+    pal = tmp_path / "pal.gif"
+    Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).convert("P").save(pal)
+    files["pal.gif"] = str(pal)
+    for name, path in files.items():
+        x = common.load_image(path)
+        assert x.shape[-1] == x.shape[-2] <= common.WORK_SIZE and -1 <= x.min() and x.max() <= 1, name
+        assert x.shape[1] == (1 if name in ("grey.png", "deep.png") else 3), name
+        forward.forward(path, 100)                                        # and the tab renders it
+
+
+def test_corrupt_and_huge_uploads(tmp_path):
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 100)
+    (tmp_path / "text.png").write_text("not an image at all")
+    for p in ("bad.png", "text.png"):
+        with pytest.raises(gr.Error, match="could not read"):
+            common.load_image(str(tmp_path / p))
+    # a 12000 x 12000 PNG is refused from its header, before any pixel is decoded
+    big = tmp_path / "huge.png"
+    import struct
+    import zlib
+    ihdr = struct.pack(">IIBBBBB", 12000, 12000, 8, 0, 0, 0, 0)                   # 8-bit greyscale header
+    chunk = lambda kind, data: (struct.pack(">I", len(data)) + kind + data       # noqa: E731
+                                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+    body = zlib.compress(b"\x00" * 12001 * 64)                                   # only 64 rows: it never gets decoded
+    big.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", body) + chunk(b"IEND", b""))
+    with pytest.raises(gr.Error, match="too large"):
+        common.load_image(str(big))
+
+
+def _drain(gen):
+    return list(gen)
+
+
+def test_reverse_streams_one_update_per_step_and_ends_with_the_final_grid():
+    ups = _drain(reverse.sample("Sneaker", "ddim", 5, 0.0, 3.0, 0, 4))
+    assert len(ups) >= 2 and "step 5/5" in ups[-1][2]
+    final = reverse.pipe().sample(n=4, sampler="ddim", steps=5, guidance_scale=3.0, labels=["Sneaker"], seed=0)
+    assert np.array_equal(ups[-1][0], reverse.grid_picture(final))
+    stored = ups[-1][3]
+    assert len(stored) == 6 and stored[0][0] == "start"                  # x_T plus one frame per step
+    xt, x0, msg = reverse.scrub(stored, 2)
+    assert np.array_equal(xt, stored[2][1]) and "t = " in msg
+    gif = reverse.export_gif(stored)
+    with Image.open(gif) as im:
+        assert im.n_frames >= 6
+
+
+@pytest.mark.parametrize("args,match", [
+    (("Hat", "ddim", 5, 0, 3, 0, 4), "unknown class"), (("any", "euler", 5, 0, 3, 0, 4), "unknown sampler"),
+    (("any", "ddim", 0, 0, 3, 0, 4), "steps"), (("any", "ddim", 1001, 0, 3, 0, 4), "steps"),
+    (("any", "ddim", 5, 2, 3, 0, 4), "eta"), (("any", "ddim", 5, 0, 99, 0, 4), "guidance"),
+    (("any", "ddim", 5, 0, 3, 0, 17), "n"), (("any", "ddim", 5, 0, 3, 0, 0), "n"),
+    (("any", "ddim", 5, 0, float("nan"), 0, 4), "guidance"), (("any", "ddim", 5, 0, 3, -5, 4), "seed"),
+])
+def test_reverse_bad_values(args, match):
+    with pytest.raises(gr.Error, match=match):
+        _drain(reverse.sample(*args))
+
+
+def test_from_image():
+    ups = _drain(reverse.from_image("sneaker", 300, "any", "ddim", 20, 0.0, 1.0, 0, 2))
+    from ddpm.samplers import timesteps_for
+    assert "step 6/6" in ups[-1][2] and len(ups[-1][3]) == 1 + len(timesteps_for("ddim", 20, 1000, 300))
+
+
+def test_compare_runs_both_samplers_from_the_same_noise(monkeypatch):
+    """With a small untrained stand-in (T = 30) so that DDPM's every-step run stays quick."""
+    from ddpm import UNet, make_schedule
+    from ddpm.pretrained import Pipeline
+    torch.manual_seed(0)
+    small = Pipeline(name="tiny", model=UNet(channels=8, channel_mult=(1, 2), attention_levels=(), num_classes=10).eval(),
+                     schedule=make_schedule("linear", 30, 1e-3, 0.3), prediction="epsilon", data_shape=(1, 28, 28),
+                     classes=reverse.pipe().classes, device=torch.device("cpu"))
+    monkeypatch.setattr(reverse, "pipe", lambda: small)
+    ups = _drain(reverse.compare("Bag", 10, 3.0, 0, 2))
+    assert ups[0][1] is None and "DDIM-10" in ups[0][2]                  # DDIM first, DDPM still running
+    assert ups[-1][1] is not None and "30/30" in ups[-1][2]
+    x_T = small.initial_noise(2, 0)
+    want = small.sample(n=2, sampler="ddpm", labels=["Bag"], guidance_scale=3.0, x_T=x_T)
+    assert np.array_equal(ups[-1][1], reverse.grid_picture(want))

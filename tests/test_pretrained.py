@@ -1,0 +1,87 @@
+"""ddpm/pretrained.py: the shipped model loads offline and samples as documented."""
+import json
+
+import pytest
+import torch
+
+from ddpm.pretrained import ASSETS, load_pretrained
+
+CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return load_pretrained("fashion-mnist", device="cpu")
+
+
+def test_loads_offline_with_its_schedule(pipe):
+    assert pipe.classes == CLASSES
+    assert pipe.schedule.timesteps == 1000 and pipe.schedule.kind == "linear"
+    assert pipe.schedule.betas[0].item() == pytest.approx(1e-4) and pipe.schedule.betas[-1].item() == pytest.approx(0.02)
+    out = pipe.model(torch.randn(2, 1, 28, 28), torch.tensor([10, 900]), labels=None)
+    assert out.shape == (2, 1, 28, 28)
+    assert (ASSETS / "fashion-mnist.safetensors").stat().st_size < 20e6
+    cfg = json.loads((ASSETS / "fashion-mnist.json").read_text())
+    assert cfg["diffusion"]["objective"] == "pred_noise" and cfg["model"]["num_classes"] == 10
+
+
+def test_sample_shapes_ranges_and_determinism(pipe):
+    state = torch.get_rng_state()
+    a = pipe.sample(n=3, steps=5, labels=["Sneaker"], seed=7)
+    b = pipe.sample(n=3, steps=5, labels=[7], seed=7)
+    c = pipe.sample(n=3, steps=5, labels=["Sneaker"], seed=8)
+    assert torch.equal(torch.get_rng_state(), state)                   # no global random state touched
+    assert a.shape == (3, 1, 28, 28) and a.min() >= 0 and a.max() <= 1
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_guidance_and_class_change_the_output(pipe):
+    base = dict(n=2, steps=5, seed=0)
+    g0 = pipe.sample(**base, labels=["Bag"], guidance_scale=0.0)
+    g3 = pipe.sample(**base, labels=["Bag"], guidance_scale=3.0)
+    other = pipe.sample(**base, labels=["Trouser"], guidance_scale=3.0)
+    uncond = pipe.sample(**base, labels=None)
+    assert torch.allclose(g0, uncond, atol=1e-5)                       # s = 0 is the unconditional model
+    assert (g3 - g0).abs().mean() > 0.01 and (g3 - other).abs().mean() > 0.01
+
+
+def test_progressive_frames(pipe):
+    frames = list(pipe.progressive(n=2, sampler="ddim", steps=4, seed=1))
+    assert [f.t for f in frames] == [999, 666, 333, 0]
+    assert torch.equal(frames[-1].x_t, pipe.sample(n=2, sampler="ddim", steps=4, seed=1))
+    for f in frames:
+        assert f.x0_pred.shape == (2, 1, 28, 28) and 0 <= f.x0_pred.min() and f.x0_pred.max() <= 1
+    ddpm = list(pipe.progressive(n=1, sampler="ddpm", seed=1, variance="fixed_large", init_image=torch.zeros(1, 1, 28, 28),
+                                 start_t=5))
+    assert [f.t for f in ddpm] == [5, 4, 3, 2, 1, 0]
+
+
+def test_init_image_start_t(pipe):
+    """Starting from a real image at small t keeps it; at t = T-1 almost nothing of it survives."""
+    from ddpm.data import load_fashion_mnist, is_fashion_mnist_dir, FASHION_MNIST_DIR
+    if is_fashion_mnist_dir(FASHION_MNIST_DIR):
+        x, _ = load_fashion_mnist(split="test")
+        img = x[:1].float() / 255
+    else:
+        img = torch.zeros(1, 1, 28, 28)
+        img[..., 8:20, 4:24] = 1.0
+    near = pipe.sample(n=2, init_image=img, start_t=50, steps=50, seed=0)
+    far = pipe.sample(n=2, init_image=img, start_t=999, steps=50, seed=0)
+    assert (near - img).abs().mean() < 0.08
+    assert (far - img).abs().mean() > 2 * (near - img).abs().mean()
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(n=0), "n must be"), (dict(sampler="euler"), "unknown sampler"), (dict(steps=0), "steps must be"),
+    (dict(steps=1001), "steps must be"), (dict(steps=0, sampler="ddim"), "steps must be"), (dict(eta=1.5), "eta"), (dict(eta=float("nan")), "eta"),
+    (dict(guidance_scale=-1), "guidance"), (dict(labels=["Hat"]), "unknown class"), (dict(labels=[10]), "unknown class"),
+    (dict(init_image=torch.zeros(1, 1, 28, 28), start_t=1000), "start_t"), (dict(variance="learned"), "unknown variance"),
+])
+def test_bad_arguments(pipe, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        pipe.sample(**{"n": 1, "steps": 2, **kwargs})
+
+
+def test_unknown_model():
+    with pytest.raises(ValueError, match="no shipped model"):
+        load_pretrained("imagenet")
