@@ -9,7 +9,7 @@ from plotly.subplots import make_subplots
 
 from ddpm import SCHEDULES, Schedule, q_sample
 
-from .common import (LATEX, MAX_T, image_picker, fmt, load_image, noise_like, schedule_from, t_slider_follows_T, strip,
+from .common import (LATEX, image_picker, fmt, load_image, noise_like, schedule_from, t_slider_follows_T, strip,
                      timestep, to_picture)
 from .i18n import Text, lesson
 
@@ -110,12 +110,12 @@ def build(text: Text) -> dict:
             with gr.Row():
                 kind = text.reg(gr.Dropdown(list(SCHEDULES), value="linear", label=text("schedule"), min_width=120),
                                 label="schedule")
-                T = text.reg(gr.Number(1000, minimum=2, maximum=MAX_T, precision=0, label=text("timesteps"),
+                T = text.reg(gr.Number(1000, precision=0, label=text("timesteps"),
                                        min_width=100), label="timesteps")
             with gr.Row():
-                b0 = text.reg(gr.Number(1e-4, minimum=1e-6, maximum=0.999, label=text("beta_start"), min_width=100),
+                b0 = text.reg(gr.Number(1e-4, label=text("beta_start"), min_width=100),
                               label="beta_start")
-                b1 = text.reg(gr.Number(0.02, minimum=1e-6, maximum=0.999, label=text("beta_end"), min_width=100),
+                b1 = text.reg(gr.Number(0.02, label=text("beta_end"), min_width=100),
                               label="beta_end")
         with gr.Column(scale=3, min_width=300):
             with gr.Row():
@@ -142,10 +142,10 @@ def build(text: Text) -> dict:
     api_file = gr.File(visible=False)
     gr.Button(visible=False).click(forward, [api_file, t, kind, T, b0, b1], outs, api_name="forward")
     for trigger in (t.change, kind.change, T.submit, b0.submit, b1.submit, source.change):
-        trigger(forward, main_inputs, outs, show_progress="hidden", trigger_mode="always_last",
+        trigger(forward, main_inputs, outs, show_progress="hidden", trigger_mode="always_last", queue=False,
                 api_visibility="private")
     for trigger in (t.release, kind.change, other.change, T.submit, b0.submit, b1.submit, source.change):
-        trigger(compare, cmp_inputs, [cmp_img, cmp_note], show_progress="hidden", trigger_mode="always_last",
+        trigger(compare, cmp_inputs, [cmp_img, cmp_note], show_progress="hidden", trigger_mode="always_last", queue=False,
                 api_visibility="private")
     return dict(image=image, t=t, schedule=kind, timesteps=T, beta_start=b0, beta_end=b1, other=other,
                 refresh=[(forward, main_inputs, outs), (compare, cmp_inputs, [cmp_img, cmp_note])])

@@ -8,7 +8,7 @@ import torch
 
 from ddpm import SCHEDULES, Schedule, q_posterior, q_sample
 
-from .common import LATEX, MAX_T, image_picker, fmt, load_image, noise_like, schedule_from, t_slider_follows_T, timestep, to_picture
+from .common import LATEX, image_picker, fmt, load_image, noise_like, schedule_from, t_slider_follows_T, timestep, to_picture
 from .forward import _thin
 from .i18n import Text, lesson
 
@@ -68,7 +68,7 @@ def build(text: Text) -> dict:
             with gr.Row():
                 kind = text.reg(gr.Dropdown(list(SCHEDULES), value="linear", label=text("schedule"), min_width=120),
                                 label="schedule")
-                T = text.reg(gr.Number(1000, minimum=2, maximum=MAX_T, precision=0, label=text("timesteps"),
+                T = text.reg(gr.Number(1000, precision=0, label=text("timesteps"),
                                        min_width=100), label="timesteps")
             with gr.Row():
                 b0 = text.reg(gr.Number(1e-4, label=text("beta_start"), min_width=100), label="beta_start")
@@ -91,6 +91,6 @@ def build(text: Text) -> dict:
     api_file = gr.File(visible=False)
     gr.Button(visible=False).click(posterior, [api_file, t, kind, T, b0, b1], outs, api_name="posterior")
     for trigger in (t.change, kind.change, T.submit, b0.submit, b1.submit, seed.submit, source.change):
-        trigger(posterior, inputs, outs, show_progress="hidden", trigger_mode="always_last", api_visibility="private")
+        trigger(posterior, inputs, outs, show_progress="hidden", trigger_mode="always_last", queue=False, api_visibility="private")
     return dict(image=image, t=t, schedule=kind, timesteps=T, beta_start=b0, beta_end=b1,
                 refresh=[(posterior, inputs, outs)])
