@@ -27,7 +27,7 @@ PARAMS = {
 CSS = """
 #header {align-items: center}
 #header h1 {margin: 0; font-size: 1.5rem}
-.formula {overflow-x: auto}
+.katex-display {overflow-x: auto; overflow-y: hidden; padding: 2px 0}
 footer {display: none !important}
 """
 COPY_JS = """(q) => { const u = window.location.origin + window.location.pathname + (q ? '?' + q : '');

@@ -72,8 +72,9 @@ class Pipeline:
     def check(self, n: int, sampler: str, steps: int, eta: float, guidance_scale: float, variance: str,
               start_t: int | None) -> None:
         T = self.timesteps
-        if not (isinstance(n, int) and 1 <= n <= 1024):
-            raise ValueError(f"n must be an integer between 1 and 1024, got {n!r}")
+        limit = 1024 if self.is_image else 20000
+        if not (isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= limit):
+            raise ValueError(f"n must be an integer between 1 and {limit}, got {n!r}")
         if sampler not in SAMPLERS:
             raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
         if variance not in VARIANCES:

@@ -125,8 +125,8 @@ def build(text: Text) -> dict:
             eq = gr.Markdown(latex_delimiters=LATEX, elem_id="forward-formula")
             film = text.reg(gr.Image(label=text("filmstrip"), format="png", interactive=False), label="filmstrip")
     with gr.Row():
-        curves = text.reg(gr.Plot(label=text("curves")), label="curves")
-        hist = text.reg(gr.Plot(label=text("histogram")), label="histogram")
+        curves = text.reg(gr.Plot(label=text("curves"), min_width=340), label="curves")
+        hist = text.reg(gr.Plot(label=text("histogram"), min_width=340), label="histogram")
     with gr.Row():
         other = text.reg(gr.Dropdown(list(SCHEDULES), value="cosine", label=text("compare_with"), scale=1),
                          label="compare_with")

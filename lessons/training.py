@@ -238,8 +238,8 @@ def build(text: Text) -> dict:
         train_btn = text.reg(gr.Button(text("train"), variant="primary", scale=1), value="train")
         stop_btn = text.reg(gr.Button(text("stop"), variant="stop", scale=1), value="stop")
     with gr.Row():
-        loss = text.reg(gr.Plot(label=text("loss")), label="loss")
-        samples = text.reg(gr.Plot(label=text("toy_samples")), label="toy_samples")
+        loss = text.reg(gr.Plot(label=text("loss"), min_width=300), label="loss")
+        samples = text.reg(gr.Plot(label=text("toy_samples"), min_width=300), label="toy_samples")
 
     _heading(text, "flow")
     text.reg(gr.Markdown(text("flow_hint")), value="flow_hint")
