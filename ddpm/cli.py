@@ -27,7 +27,8 @@ def _train_parser(sub) -> None:
     p.add_argument("--timesteps", type=int, default=1000, help="T, the number of noising steps")
     p.add_argument("--sampling-timesteps", type=int, default=None,
                    help="model calls when sampling the progress grids; fewer than T means DDIM")
-    p.add_argument("--beta-schedule", default="linear", choices=["linear", "cosine", "quadratic", "sigmoid"])
+    p.add_argument("--beta-schedule", default="linear", choices=["linear", "cosine", "quadratic", "sigmoid"],
+                   help="how beta_t grows with t (linear: Ho et al.; cosine: Nichol & Dhariwal)")
     p.add_argument("--beta-start", type=float, default=1e-4, help="beta_1 (not used by cosine)")
     p.add_argument("--beta-end", type=float, default=0.02, help="beta_T (not used by cosine)")
     p.add_argument("--objective", default="pred_noise", choices=["pred_noise", "pred_x0", "pred_v"],
@@ -55,14 +56,14 @@ def _sample_parser(sub) -> None:
                    help="a shipped model name (see assets/models) or a checkpoint path without extension")
     p.add_argument("--out", default="samples.png", help="PNG grid to write (toys: a scatter plot PNG)")
     p.add_argument("--n", type=int, default=16, help="number of samples")
-    p.add_argument("--sampler", default="ddim", choices=["ddim", "ddpm"])
+    p.add_argument("--sampler", default="ddim", choices=["ddim", "ddpm"], help="DDIM (fewer steps) or DDPM (all T steps)")
     p.add_argument("--steps", type=int, default=50, help="DDIM steps (DDPM always takes T)")
     p.add_argument("--eta", type=float, default=0.0, help="DDIM noise: 0 deterministic, 1 = DDPM-like")
     p.add_argument("--variance", default="fixed_small", choices=["fixed_small", "fixed_large"], help="DDPM variance")
     p.add_argument("--label", default=None, help="class name or index (default: unconditional)")
     p.add_argument("--guidance-scale", type=float, default=3.0, help="classifier-free guidance scale")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default=None)
+    p.add_argument("--seed", type=int, default=0, help="seeds the starting noise; same seed, same images")
+    p.add_argument("--device", default=None, help="cpu, cuda ... (default: cuda if available)")
 
 
 def cmd_train(a: argparse.Namespace) -> None:
@@ -126,7 +127,7 @@ def cmd_sample(a: argparse.Namespace) -> None:
     print(a.out)
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m ddpm", description="Denoising diffusion (Ho et al. 2020): "
                                      "train, sample and evaluate small models.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -134,5 +135,9 @@ def main(argv: list[str] | None = None) -> None:
     _sample_parser(sub)
     from .evaluate import add_parser as add_evaluate
     add_evaluate(sub)
-    a = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    a = build_parser().parse_args(argv)
     {"train": cmd_train, "sample": cmd_sample}.get(a.command, lambda a: a.func(a))(a)

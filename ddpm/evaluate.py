@@ -149,7 +149,7 @@ def add_parser(sub) -> None:
     p.add_argument("--n", type=int, default=1000, help="samples per DDIM row (and its floor/ceiling)")
     p.add_argument("--n-ddpm", type=int, default=250, help="samples per DDPM-1000 row (1000 steps each: slow)")
     p.add_argument("--guidance-scale", type=float, default=3.0, help="guidance for the conditional rows")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seeds sampling and the choice of real images")
     p.add_argument("--skip-ddpm", action="store_true", help="only the DDIM rows")
     p.add_argument("--train-classifier", action="store_true",
                    help=f"train the feature classifier and write {CLASSIFIER.name} (then exit)")

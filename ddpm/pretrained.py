@@ -142,12 +142,13 @@ def load_pretrained(name: str = "fashion-mnist", device: str | torch.device | No
     key = (name, str(device))
     if key in _CACHE:
         return _CACHE[key]
-    stem = ASSETS / name
-    if not stem.with_suffix(".json").exists():
+    # a shipped name, or the path of any checkpoint (without extension) that the Trainer wrote
+    stem = Path(name) if Path(str(name) + ".json").exists() else ASSETS / name
+    if not Path(str(stem) + ".json").exists():
         raise ValueError(f"no shipped model {name!r}; available: {', '.join(available()) or 'none'}")
     diffusion = load_diffusion(stem, use_ema=True, device=device)
     model = diffusion.model.eval().requires_grad_(False)
-    classes = json.loads(stem.with_suffix(".json").read_text()).get("classes")
+    classes = json.loads(Path(str(stem) + ".json").read_text()).get("classes")
     pipe = Pipeline(name=name, model=model, schedule=diffusion.schedule.to(device), prediction=diffusion.prediction,
                     data_shape=diffusion.data_shape, classes=classes, device=device)
     _CACHE[key] = pipe
