@@ -65,7 +65,7 @@ def build_app() -> gr.Blocks:
         lang_state, current_tab = gr.State("en"), gr.State("forward")
         with gr.Row(elem_id="header", equal_height=True):
             text.reg_fn(gr.Markdown(f"# {tr('title')}"), lambda lang: dict(value=f"# {tr('title', lang)}"))
-            lang_radio = gr.Radio([("English", "en"), ("中文", "zh")], value="en", show_label=False, scale=0,
+            lang_radio = gr.Radio([("English", "en"), ("中文", "zh")], value="en", show_label=False, scale=0, container=False,
                                   min_width=180, elem_id="lang")
         text.reg(gr.Markdown(lesson("intro")), value="lesson:intro")
         widgets = {}

@@ -13,7 +13,7 @@ def _train_parser(sub) -> None:
     p.add_argument("--data", default="fashion-mnist",
                    help='"fashion-mnist" (Debian idx files; FASHION_MNIST_DIR overrides the path), a folder of '
                         'images or of idx files, or "toy:NAME" for a 2-D toy set (swiss-roll, two-moons, '
-                        '8-gaussians, checkerboard, spiral)')
+                        '8-gaussians, checkerboard, rings)')
     p.add_argument("--results-folder", default="./results", help="where checkpoints and sample grids go")
     p.add_argument("--image-size", type=int, default=28, help="images are centre-cropped and resized to this")
     p.add_argument("--image-channels", type=int, default=1, help="1 = greyscale, 3 = RGB")

@@ -1,16 +1,28 @@
-"""Turn a training checkpoint into a shipped model: EMA weights only (what samples best), plus config.
+"""Turn a training checkpoint into a shipped model, and carry a long CPU training run across sessions.
 
-    python -m ddpm.export results/fashion-mnist/model-0012000 assets/models/fashion-mnist
+    python -m ddpm.export export results/toy-rings/model-0008000 assets/models/rings     # a toy: weights only
+    python -m ddpm.export pack   results/fashion-mnist/model-0012000 fashion-mnist
+    python -m ddpm.export unpack fashion-mnist results/fashion-mnist        # then `python -m ddpm train ...` resumes
+
+`pack` writes assets/models/NAME.{safetensors,json} (EMA weights only: what samples best) and, for resuming,
+assets/models/train-state/NAME.{safetensors,json} (raw weights + Adam moments, the moments in bfloat16 to keep
+the repository small). `unpack` joins the two back into a Trainer checkpoint.
 """
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
+import torch
+
 from .checkpoint import load_checkpoint, save_checkpoint, unprefixed
+from .pretrained import ASSETS
+
+STATE = ASSETS / "train-state"
 
 
 def export(checkpoint: str | Path, out: str | Path, classes: list[str] | None = None) -> None:
+    """Write only the EMA weights and the config needed to sample."""
     tensors, config = load_checkpoint(checkpoint)
     shipped = {f"ema.{k}": v for k, v in unprefixed("ema", tensors).items()}
     keep = {k: config[k] for k in ("model", "diffusion", "trainer", "step") if k in config}
@@ -18,6 +30,27 @@ def export(checkpoint: str | Path, out: str | Path, classes: list[str] | None = 
     save_checkpoint(out, shipped, keep)
 
 
-if __name__ == "__main__":
+def pack(checkpoint: str | Path, name: str) -> None:
+    """Shipped model + the training state to resume it later."""
     from .data import FASHION_MNIST_CLASSES
-    export(sys.argv[1], sys.argv[2], FASHION_MNIST_CLASSES if "fashion" in sys.argv[2] else None)
+    export(checkpoint, ASSETS / name, FASHION_MNIST_CLASSES if name == "fashion-mnist" else None)
+    tensors, config = load_checkpoint(checkpoint)
+    state = {k: (v.to(torch.bfloat16) if k.startswith("optim.") and v.is_floating_point() and v.dim() > 0 else v)
+             for k, v in tensors.items() if not k.startswith("ema.")}
+    save_checkpoint(STATE / name, state, config)
+
+
+def unpack(name: str, results_folder: str | Path) -> Path:
+    """Rebuild results_folder/model-<step> from the shipped EMA weights and the packed training state."""
+    state, config = load_checkpoint(STATE / name)
+    shipped, _ = load_checkpoint(ASSETS / name)
+    tensors = {k: (v.float() if v.dtype == torch.bfloat16 else v) for k, v in state.items()}
+    tensors.update(shipped)
+    stem = Path(results_folder) / f"model-{config['step']:07d}"
+    save_checkpoint(stem, tensors, config)
+    return stem
+
+
+if __name__ == "__main__":
+    cmd, a, b = sys.argv[1:4]
+    print({"export": export, "pack": pack, "unpack": unpack}[cmd](a, b))

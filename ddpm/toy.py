@@ -9,7 +9,7 @@ from torch import nn
 from .data import TensorImageDataset
 from .unet import timestep_embedding
 
-TOYS = ("swiss-roll", "two-moons", "8-gaussians", "checkerboard", "spiral")
+TOYS = ("swiss-roll", "two-moons", "8-gaussians", "checkerboard", "rings")
 
 
 def make_toy(name: str, n: int = 10000, seed: int = 0) -> torch.Tensor:
@@ -34,10 +34,10 @@ def make_toy(name: str, n: int = 10000, seed: int = 0) -> torch.Tensor:
         x2 = u(n) - torch.randint(0, 2, (n,), generator=g).float() * 2
         x2 = x2 + (torch.floor(x1) % 2)                                          # fill alternating squares
         x = torch.stack([x1, x2], 1)
-    elif name == "spiral":
-        a = 3 * math.pi * u(n).sqrt()
-        arm = torch.randint(0, 2, (n,), generator=g).float() * math.pi         # two interleaved arms
-        x = torch.stack([a * torch.cos(a + arm), a * torch.sin(a + arm)], 1) / (1.5 * math.pi) + 0.04 * z(n, 2)
+    elif name == "rings":
+        a = 2 * math.pi * u(n)
+        r = torch.where(u(n) < 1 / 3, 0.8, 2.0)                                 # two circles, points spread by length
+        x = torch.stack([r * torch.cos(a), r * torch.sin(a)], 1) + 0.06 * z(n, 2)
     else:
         raise ValueError(f"unknown toy {name!r}; choose one of {', '.join(TOYS)}")
     return x.float()

@@ -162,9 +162,16 @@ def t_slider_follows_T(T, t):
 
 
 def image_picker(text, default: str):
-    """An example dropdown and an upload box feeding one State: the image the tab shows.
-    Returns (dropdown, upload, source_state)."""
-    image = text.reg(gr.Dropdown(example_names(), value=default, label=text("image")), label="image")
+    """A gallery of the shipped examples, an example dropdown (what deep links set) and an upload box,
+    all feeding one State: the image the tab shows. Returns (dropdown, upload, source_state)."""
+    names = example_names()
+    gallery = gr.Gallery([(example_path(n), n) for n in names], columns=7, rows=2, height=150, allow_preview=False,
+                         show_label=False, container=False, object_fit="contain")
+    image = text.reg(gr.Dropdown(names, value=default, label=text("image")), label="image")
+
+    def pick(evt: gr.SelectData) -> str:
+        return names[evt.index]
+    gallery.select(pick, None, image, queue=False, api_visibility="private")
     upload = text.reg(gr.File(file_types=["image"], label=text("upload"), height=90), label="upload")
     source = gr.State(default)
     image.change(lambda name: name, image, source, queue=False, api_visibility="private")

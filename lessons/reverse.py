@@ -72,7 +72,8 @@ def _stream(frames: Iterator, ts: list[int], n: int, first: torch.Tensor) -> Ite
             stored.append((f.t, grid_picture(f.x_t), grid_picture(f.x0_pred)))
         if now - last >= STREAM_EVERY or i == total:
             last = now
-            msg = (f"**step {i}/{total}** · t = {f.t} · {i / (now - t0):.1f} steps/s\n\n"
+            bar = "█" * round(20 * i / total) + "░" * (20 - round(20 * i / total))
+            msg = (f"`{bar}` **step {i}/{total}** · t = {f.t} · {i / (now - t0):.1f} steps/s\n\n"
                    f"<small>t visited: {visited(ts)}</small>")
             final = i == total
             yield (stored[-1][1] if final else grid_picture(f.x_t), grid_picture(f.x0_pred), msg, stored,
@@ -224,3 +225,15 @@ def build(text: Text) -> dict:
                                concurrency_limit=2, concurrency_id="model", api_visibility="private")
     stop.click(None, cancels=[run, run_img, run_cmp], api_visibility="private")
     return dict(label=label, sampler=sampler, steps=steps, eta=eta, guidance=guidance, seed=seed, n=n)
+
+
+# On a Hugging Face ZeroGPU Space the `spaces` package lends a GPU per call to decorated functions;
+# everywhere else it is absent and nothing changes.
+try:
+    import spaces  # type: ignore
+except ImportError:
+    spaces = None
+if spaces is not None:
+    sample = spaces.GPU(duration=120)(sample)
+    from_image = spaces.GPU(duration=120)(from_image)
+    compare = spaces.GPU(duration=300)(compare)

@@ -73,5 +73,5 @@ def test_bad_arguments_give_clear_errors():
 
 def test_flow_without_any_model_shows_only_data(monkeypatch):
     monkeypatch.setattr(training, "shipped_run", lambda name: None)
-    fig = training.flow_plot(None, 50, "spiral")
+    fig = training.flow_plot(None, 50, "rings")
     assert len(fig.data[0].x) == 2000 and len(fig.data[1].x) == 0

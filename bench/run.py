@@ -1,0 +1,200 @@
+"""Benchmarks that print numbers (not tests): python bench/run.py [--quick] [--write]
+
+Measures on this machine, in one run: tab handler latency, the reverse sampler against its bare network
+calls and against diffusers' schedulers driving the same network, and the running app (start-up time,
+first streamed frame, concurrency, memory). `--write` replaces the table in bench/RESULTS.md.
+Needs `pip install -r bench/requirements.txt` (diffusers lives there, not in the app's requirements).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from ddpm import load_pretrained  # noqa: E402
+from ddpm.samplers import guided, timesteps_for  # noqa: E402
+from lessons import forward, posterior  # noqa: E402
+
+ROWS: list[tuple[str, str, str]] = []
+
+
+def row(what: str, value: str, aim: str = "") -> None:
+    ROWS.append((what, value, aim))
+    print(f"{what:<58} {value:<28} {aim}", flush=True)
+
+
+def pct(xs: list[float], q: float) -> float:
+    return float(np.percentile(np.array(xs) * 1000, q))
+
+
+def bench_handlers(reps: int) -> None:
+    big = Path(tempfile.mkdtemp()) / "upload-1024.png"
+    from PIL import Image
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (1024, 1024, 3), dtype=np.uint8)).save(big)
+    for name, handler in (("forward", forward.forward), ("posterior", posterior.posterior)):
+        for label, image in (("28x28 example", "sneaker"), ("1024x1024 upload", str(big))):
+            t0 = time.perf_counter()
+            handler(image, 10)                                          # first call decodes the upload
+            cold = time.perf_counter() - t0
+            times = []
+            for t in np.random.default_rng(1).integers(0, 1000, reps):
+                t0 = time.perf_counter()
+                handler(image, int(t))
+                times.append(time.perf_counter() - t0)
+            row(f"{name} handler, {label}: p50 / p95 (first call)",
+                f"{pct(times, 50):.0f} / {pct(times, 95):.0f} ms ({cold * 1000:.0f} ms)", "instant while dragging")
+
+
+def bench_sampler(n: int, run_ddpm: bool) -> None:
+    pipe = load_pretrained("fashion-mnist", device="cpu")
+    labels = pipe.label_indices(["Sneaker"], n)
+    fn = guided(pipe.model, labels, 3.0)
+    try:
+        from diffusers import DDIMScheduler, DDPMScheduler
+    except ImportError:
+        DDIMScheduler = DDPMScheduler = None
+    configs = [("ddim", 50)] + ([("ddpm", 1000)] if run_ddpm else [])
+    for sampler, steps in configs:
+        ts = timesteps_for(sampler, steps, 1000)
+        x = pipe.initial_noise(n, 0)
+        # (a) the bare network calls the sampler makes, nothing else
+        with torch.inference_mode():
+            fn(x, torch.full((n,), 999))                                 # warm-up
+            t0 = time.perf_counter()
+            for t in ts:
+                fn(x, torch.full((n,), t))
+            bare = time.perf_counter() - t0
+        # (b) our sampler
+        t0 = time.perf_counter()
+        pipe.sample(n=n, sampler=sampler, steps=steps, guidance_scale=3.0, labels=["Sneaker"], seed=0)
+        ours = time.perf_counter() - t0
+        row(f"{sampler.upper()}-{steps}, {n} images, guidance 3: wall time", f"{ours:.2f} s")
+        row(f"  ... / bare network calls ({bare:.2f} s)", f"{ours / bare:.3f}x", "<= 1.10x")
+        # (c) diffusers' scheduler loop driving the same network
+        if DDIMScheduler is None:
+            row(f"  ... / diffusers {sampler.upper()} loop", "diffusers not installed", "<= 1.0x")
+            continue
+        if sampler == "ddim":
+            sch = DDIMScheduler(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule="linear",
+                                clip_sample=True, set_alpha_to_one=True, timestep_spacing="linspace")
+        else:
+            sch = DDPMScheduler(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule="linear",
+                                clip_sample=True, variance_type="fixed_small")
+        sch.set_timesteps(steps)
+        g = torch.Generator().manual_seed(0)
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            xd = pipe.initial_noise(n, 0)
+            for t in sch.timesteps:
+                eps = fn(xd, torch.full((n,), int(t)))
+                xd = sch.step(eps, t, xd, generator=g).prev_sample
+        theirs = time.perf_counter() - t0
+        row(f"  ... / diffusers {type(sch).__name__} loop ({theirs:.2f} s)", f"{ours / theirs:.3f}x", "<= 1.0x")
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def bench_app(users: int, generations: int) -> None:
+    from gradio_client import Client
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, GRADIO_SERVER_PORT=str(port), GRADIO_ANALYTICS_ENABLED="False")
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/"
+    import urllib.request
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2).read()
+            break
+        except OSError:
+            if time.perf_counter() - t0 > 180:
+                raise RuntimeError("app did not start")
+            time.sleep(0.2)
+    row("python app.py -> page served", f"{time.perf_counter() - t0:.1f} s", "< 15 s")
+    row("server resident memory after start", f"{_rss_mb(proc.pid):.0f} MB", "< 1 GB")
+    try:
+        c = Client(url, verbose=False)
+        t0 = time.perf_counter()
+        job = c.submit("Sneaker", "ddim", 50, 0.0, 3.0, 0, 16, api_name="/sample")
+        first = None
+        while not job.done():
+            if first is None and job.status().code.name in ("ITERATING",):
+                first = time.perf_counter() - t0
+            time.sleep(0.01)
+        total = time.perf_counter() - t0
+        row("/sample DDIM-50, 16 images: first streamed frame", f"{first:.2f} s" if first else "n/a", "< 0.5 s")
+        row("/sample DDIM-50, 16 images: end to end (gradio_client)", f"{total:.2f} s")
+        # concurrent users, each with its own client
+        lat: list[float] = [0.0] * users
+
+        def one(i: int) -> None:
+            ci = Client(url, verbose=False)
+            s = time.perf_counter()
+            ci.submit("any", "ddim", 50, 0.0, 3.0, i, 4, api_name="/sample").result()
+            lat[i] = time.perf_counter() - s
+        t0 = time.perf_counter()
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(users)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        row(f"{users} users at once, DDIM-50 x 4 images each: total", f"{time.perf_counter() - t0:.1f} s")
+        row("  ... each user's latency (min / median / max)",
+            f"{min(lat):.1f} / {statistics.median(lat):.1f} / {max(lat):.1f} s")
+        mem = []
+        for k in range(generations):
+            c.submit("any", "ddim", 20, 0.0, 3.0, k, 16, api_name="/sample").result()
+            if k + 1 in (10, generations):
+                mem.append(_rss_mb(proc.pid))
+        row(f"server memory after 10 / {generations} generations", f"{mem[0]:.0f} / {mem[-1]:.0f} MB",
+            "< 1 GB, no growth")
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def write_results(path: Path) -> None:
+    head = (f"# Benchmark results\n\nMeasured {time.strftime('%Y-%m-%d')} on {platform.machine()}, "
+            f"{os.cpu_count()} CPU cores, torch {torch.__version__} ({torch.get_num_threads()} threads), "
+            f"`python bench/run.py`.\n\n| measurement | value | aim |\n|---|---|---|\n")
+    path.write_text(head + "\n".join(f"| {a} | {b} | {c} |" for a, b, c in ROWS) + "\n")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="fewer repetitions, no DDPM-1000, no app")
+    ap.add_argument("--write", action="store_true", help="write the table to bench/RESULTS.md")
+    a = ap.parse_args()
+    print(f"{'measurement':<58} {'value':<28} aim")
+    bench_handlers(10 if a.quick else 50)
+    bench_sampler(16, run_ddpm=not a.quick)
+    if not a.quick:
+        bench_app(users=8, generations=20)
+    if a.write:
+        write_results(ROOT / "bench" / "RESULTS.md")
+
+
+if __name__ == "__main__":
+    main()
