@@ -113,6 +113,34 @@ def _rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def bench_slider_in_browser(url: str, reps: int = 15) -> None:
+    """Time from typing a new t into the Forward tab to the formula showing it, in Chromium."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        row("Forward tab: t changed -> new image and formula (browser)", "playwright not installed")
+        return
+    args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync"]
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path="/usr/bin/chromium", args=args)
+        page = b.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(url)
+        page.wait_for_function("document.querySelector('#forward-formula').innerText.includes('0.')", timeout=60_000)
+        page.wait_for_timeout(2000)
+        box = page.get_by_label("number input for Timestep t").first
+        times = []
+        for t in np.random.default_rng(2).integers(100, 999, reps):
+            t0 = time.perf_counter()
+            box.fill(str(t))
+            box.press("Enter")
+            page.wait_for_function(f"document.querySelector('#forward-formula').innerText.includes('{t}')")
+            times.append(time.perf_counter() - t0)
+        b.close()
+    row("Forward tab: t changed -> formula and images updated (browser)",
+        f"{pct(times, 50):.0f} / {pct(times, 95):.0f} ms (p50 / p95)", "instant while dragging")
+
+
 def bench_app(users: int, generations: int) -> None:
     from gradio_client import Client
     with socket.socket() as s:
@@ -135,6 +163,7 @@ def bench_app(users: int, generations: int) -> None:
     row("python app.py -> page served", f"{time.perf_counter() - t0:.1f} s", "< 15 s")
     row("server resident memory after start", f"{_rss_mb(proc.pid):.0f} MB", "< 1 GB")
     try:
+        bench_slider_in_browser(url)
         c = Client(url, verbose=False)
         t0 = time.perf_counter()
         job = c.submit("Sneaker", "ddim", 50, 0.0, 3.0, 0, 16, api_name="/sample")

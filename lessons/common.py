@@ -165,7 +165,7 @@ def image_picker(text, default: str):
     """A gallery of the shipped examples, an example dropdown (what deep links set) and an upload box,
     all feeding one State: the image the tab shows. Returns (dropdown, upload, source_state)."""
     names = example_names()
-    gallery = gr.Gallery([(example_path(n), n) for n in names], columns=7, rows=2, height=150, allow_preview=False,
+    gallery = gr.Gallery([(example_path(n), n) for n in names], columns=7, rows=2, height="auto", allow_preview=False,
                          show_label=False, container=False, object_fit="contain")
     image = text.reg(gr.Dropdown(names, value=default, label=text("image")), label="image")
 

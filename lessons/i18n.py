@@ -37,7 +37,7 @@ UI: dict[str, dict[str, str]] = {
         "generate_from_image": "Denoise from this image", "compare": "DDPM vs DDIM from the same noise",
         "run_compare": "Run both", "ddpm_result": "DDPM (all T steps)", "ddim_result": "DDIM",
         "vlb_button": "Compute the bound on held-out images", "vlb_plot": "Variational bound per timestep",
-        "toy": "Toy data set", "train": "Train (about 20 s)", "loss": "Loss", "toy_samples": "Samples",
+        "toy": "Toy data set", "train": "Train (about 10 s)", "loss": "Loss", "toy_samples": "Samples",
         "flow": "Watch the points flow", "flow_t": "Reverse step",
         "vlb_title": "The bound, term by term", "toy_title": "Train a tiny denoiser live, on 2-D points",
         "flow_hint": "Drag the slider: step 0 is pure Gaussian noise x_T, the last step the finished samples. Each "
@@ -73,7 +73,7 @@ UI: dict[str, dict[str, str]] = {
         "generate_from_image": "从这张图去噪", "compare": "同一份初始噪声:DDPM 对比 DDIM",
         "run_compare": "两个都跑", "ddpm_result": "DDPM(走完全部 T 步)", "ddim_result": "DDIM",
         "vlb_button": "在测试集图片上计算变分下界", "vlb_plot": "各时间步的变分下界",
-        "toy": "二维玩具数据", "train": "开始训练(约 20 秒)", "loss": "损失", "toy_samples": "采样结果",
+        "toy": "二维玩具数据", "train": "开始训练(约 10 秒)", "loss": "损失", "toy_samples": "采样结果",
         "flow": "看点如何流动", "flow_t": "反向步数",
         "vlb_title": "逐项拆开变分下界", "toy_title": "现场训练一个二维点的小型去噪网络",
         "flow_hint": "拖动滑块:第 0 步是纯高斯噪声 x_T,最后一步是生成完成的样本。每个点的颜色始终不变,"
