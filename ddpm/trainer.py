@@ -15,8 +15,15 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from .checkpoint import (load_checkpoint, model_config, optimizer_from_tensors, optimizer_to_tensors,
-                         prefixed, save_checkpoint, unprefixed)
+from .checkpoint import (
+    load_checkpoint,
+    model_config,
+    optimizer_from_tensors,
+    optimizer_to_tensors,
+    prefixed,
+    save_checkpoint,
+    unprefixed,
+)
 from .data import get_batch, resolve_dataset
 from .diffusion import GaussianDiffusion
 from .images import save_grid

@@ -177,3 +177,18 @@ def image_picker(text, default: str):
     image.change(lambda name: name, image, source, queue=False, api_visibility="private")
     upload.upload(lambda f: f, upload, source, queue=False, api_visibility="private")
     return image, upload, source
+
+
+def schedule_controls(text, t_default: int):
+    """The t slider and the schedule's kind, T, beta_start and beta_end (the slider follows T).
+    Call inside a Column; returns (t, kind, T, beta_start, beta_end)."""
+    t = text.reg(gr.Slider(0, 999, value=t_default, step=1, label=text("t")), label="t")
+    with gr.Row():
+        kind = text.reg(gr.Dropdown(list(SCHEDULES), value="linear", label=text("schedule"), min_width=120),
+                        label="schedule")
+        T = text.reg(gr.Number(1000, precision=0, label=text("timesteps"), min_width=100), label="timesteps")
+    with gr.Row():
+        b0 = text.reg(gr.Number(1e-4, label=text("beta_start"), min_width=100), label="beta_start")
+        b1 = text.reg(gr.Number(0.02, label=text("beta_end"), min_width=100), label="beta_end")
+    T.change(t_slider_follows_T, [T, t], t, queue=False, api_visibility="private")
+    return t, kind, T, b0, b1

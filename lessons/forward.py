@@ -9,8 +9,18 @@ from plotly.subplots import make_subplots
 
 from ddpm import SCHEDULES, Schedule, q_sample
 
-from .common import (LATEX, image_picker, fmt, load_image, noise_like, schedule_from, t_slider_follows_T, strip,
-                     timestep, to_picture)
+from .common import (
+    LATEX,
+    fmt,
+    image_picker,
+    load_image,
+    noise_like,
+    schedule_controls,
+    schedule_from,
+    strip,
+    timestep,
+    to_picture,
+)
 from .i18n import Text, lesson
 
 FILM = 8   # frames in the filmstrip
@@ -106,17 +116,7 @@ def build(text: Text) -> dict:
     with gr.Row():
         with gr.Column(scale=2, min_width=280):
             image, upload, source = image_picker(text, "sneaker")
-            t = text.reg(gr.Slider(0, 999, value=250, step=1, label=text("t")), label="t")
-            with gr.Row():
-                kind = text.reg(gr.Dropdown(list(SCHEDULES), value="linear", label=text("schedule"), min_width=120),
-                                label="schedule")
-                T = text.reg(gr.Number(1000, precision=0, label=text("timesteps"),
-                                       min_width=100), label="timesteps")
-            with gr.Row():
-                b0 = text.reg(gr.Number(1e-4, label=text("beta_start"), min_width=100),
-                              label="beta_start")
-                b1 = text.reg(gr.Number(0.02, label=text("beta_end"), min_width=100),
-                              label="beta_end")
+            t, kind, T, b0, b1 = schedule_controls(text, 250)
         with gr.Column(scale=3, min_width=300):
             with gr.Row():
                 xt = text.reg(gr.Image(label=text("xt"), height=224, format="png", interactive=False), label="xt")
@@ -133,7 +133,6 @@ def build(text: Text) -> dict:
         cmp_note = gr.Markdown(latex_delimiters=LATEX)
     cmp_img = text.reg(gr.Image(label=text("compare_strip"), format="png", interactive=False), label="compare_strip")
 
-    T.change(t_slider_follows_T, [T, t], t, queue=False, api_visibility="private")
 
     main_inputs = [source, t, kind, T, b0, b1]
     outs = [xt, x0, eps, eq, film, curves, hist]

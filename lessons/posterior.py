@@ -2,13 +2,22 @@
 from __future__ import annotations
 
 import gradio as gr
-import numpy as np
 import plotly.graph_objects as go
 import torch
 
-from ddpm import SCHEDULES, Schedule, q_posterior, q_sample
+from ddpm import Schedule, q_posterior, q_sample
 
-from .common import LATEX, image_picker, fmt, load_image, noise_like, schedule_from, t_slider_follows_T, timestep, to_picture
+from .common import (
+    LATEX,
+    fmt,
+    image_picker,
+    load_image,
+    noise_like,
+    schedule_controls,
+    schedule_from,
+    timestep,
+    to_picture,
+)
 from .forward import _thin
 from .i18n import Text, lesson
 
@@ -64,16 +73,8 @@ def build(text: Text) -> dict:
     with gr.Row():
         with gr.Column(scale=2, min_width=280):
             image, upload, source = image_picker(text, "trouser")
-            t = text.reg(gr.Slider(0, 999, value=500, step=1, label=text("t")), label="t")
-            with gr.Row():
-                kind = text.reg(gr.Dropdown(list(SCHEDULES), value="linear", label=text("schedule"), min_width=120),
-                                label="schedule")
-                T = text.reg(gr.Number(1000, precision=0, label=text("timesteps"),
-                                       min_width=100), label="timesteps")
-            with gr.Row():
-                b0 = text.reg(gr.Number(1e-4, label=text("beta_start"), min_width=100), label="beta_start")
-                b1 = text.reg(gr.Number(0.02, label=text("beta_end"), min_width=100), label="beta_end")
-                seed = text.reg(gr.Number(0, precision=0, label=text("seed"), min_width=80), label="seed")
+            t, kind, T, b0, b1 = schedule_controls(text, 500)
+            seed = text.reg(gr.Number(0, precision=0, label=text("seed"), min_width=80), label="seed")
         with gr.Column(scale=3, min_width=300):
             with gr.Row():
                 xt = text.reg(gr.Image(label=text("xt"), height=200, format="png", interactive=False), label="xt")
@@ -85,7 +86,6 @@ def build(text: Text) -> dict:
             eq = gr.Markdown(latex_delimiters=LATEX, elem_id="posterior-formula")
     plot = text.reg(gr.Plot(label=text("variances")), label="variances")
 
-    T.change(t_slider_follows_T, [T, t], t, queue=False, api_visibility="private")
     inputs, outs = [source, t, kind, T, b0, b1, seed], [xt, mu, xp, x0, eq, plot]
     # the documented API endpoint first (it claims the name), with exactly the handler's parameters
     api_file = gr.File(visible=False)

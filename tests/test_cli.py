@@ -16,6 +16,7 @@ def run(*args, timeout=300):
 
 def test_help_explains_every_option():
     import argparse
+
     from ddpm.cli import build_parser
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     for name in ("train", "sample", "evaluate"):

@@ -7,8 +7,15 @@ import pytest
 import torch
 from PIL import Image
 
-from ddpm.data import (FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, is_fashion_mnist_dir, load_fashion_mnist,
-                       load_image_folder, read_idx, resolve_dataset)
+from ddpm.data import (
+    FASHION_MNIST_CLASSES,
+    FASHION_MNIST_DIR,
+    is_fashion_mnist_dir,
+    load_fashion_mnist,
+    load_image_folder,
+    read_idx,
+    resolve_dataset,
+)
 
 
 def _write_idx(path, arr, gz):

@@ -1,9 +1,9 @@
 """ddpm/export.py: shipping EMA weights, and packing/unpacking a training run to resume it elsewhere."""
 import torch
+from test_trainer import make_trainer
 
 from ddpm import export as ex
 from ddpm.pretrained import load_pretrained
-from test_trainer import make_trainer
 
 
 def test_pack_unpack_resume(tmp_path, monkeypatch):

@@ -3,8 +3,20 @@ import gradio as gr
 import pytest
 
 from lessons.i18n import LANGS, Text, tr
-from lessons.quiz import (LETTERS, TABS, build, check_mc, go, new_state, parse_quiz, parse_text, render, restart,
-                          reveal_open, tab_link)
+from lessons.quiz import (
+    LETTERS,
+    TABS,
+    build,
+    check_mc,
+    go,
+    new_state,
+    parse_quiz,
+    parse_text,
+    render,
+    restart,
+    reveal_open,
+    tab_link,
+)
 
 STATE, PROGRESS, QUESTION, RADIO, CHECK, BOX, SHOW, FEEDBACK = range(8)
 

@@ -1,6 +1,4 @@
 """lessons/forward.py, posterior.py, reverse.py, common.py: the handlers, called directly (no server)."""
-import io
-import math
 
 import gradio as gr
 import numpy as np

@@ -58,7 +58,7 @@ def test_progressive_frames(pipe):
 
 def test_init_image_start_t(pipe):
     """Starting from a real image at small t keeps it; at t = T-1 almost nothing of it survives."""
-    from ddpm.data import load_fashion_mnist, is_fashion_mnist_dir, FASHION_MNIST_DIR
+    from ddpm.data import FASHION_MNIST_DIR, is_fashion_mnist_dir, load_fashion_mnist
     if is_fashion_mnist_dir(FASHION_MNIST_DIR):
         x, _ = load_fashion_mnist(split="test")
         img = x[:1].float() / 255

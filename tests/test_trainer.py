@@ -4,10 +4,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import torch
 
-from ddpm import GaussianDiffusion, ToyMLP, Trainer, UNet, load_diffusion, make_toy
+from ddpm import GaussianDiffusion, ToyMLP, Trainer, UNet, load_diffusion
 from ddpm.data import TensorImageDataset
 from ddpm.toy import toy_dataset
 
@@ -116,7 +115,6 @@ def test_ddp_two_processes_end_identical(tmp_path):
            str(ROOT / "tests" / "ddp_worker.py"), str(tmp_path)]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert r.returncode == 0, r.stderr[-3000:]
-    w0 = torch.load(tmp_path / "rank0.pt", weights_only=True) if False else None   # (no pickle: see below)
     from safetensors.torch import load_file
     w0, w1 = load_file(tmp_path / "rank0.safetensors"), load_file(tmp_path / "rank1.safetensors")
     init = load_file(tmp_path / "init.safetensors")
