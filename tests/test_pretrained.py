@@ -85,3 +85,14 @@ def test_bad_arguments(pipe, kwargs, match):
 def test_unknown_model():
     with pytest.raises(ValueError, match="no shipped model"):
         load_pretrained("imagenet")
+
+
+def test_concurrent_requests_do_not_change_each_others_results(pipe):
+    """Every request draws from its own generator: four users at once get what each would get alone."""
+    from concurrent.futures import ThreadPoolExecutor
+    args = [dict(n=2, steps=4, seed=s, labels=["Coat"] if s % 2 else None) for s in range(4)]
+    alone = [pipe.sample(**a) for a in args]
+    with ThreadPoolExecutor(4) as ex:
+        together = list(ex.map(lambda a: pipe.sample(**a), args))
+    for a, b in zip(alone, together):
+        assert torch.equal(a, b)

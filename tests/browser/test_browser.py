@@ -84,3 +84,17 @@ def test_deep_link_selects_tab_and_settings(page, app_url):
     page.wait_for_function("document.querySelector('#posterior-formula') && "
                            "document.querySelector('#posterior-formula').innerText.includes('321')", timeout=30_000)
     assert page.get_by_role("tab", name="2 · Posterior", selected=True).is_visible()
+
+
+def test_stop_cancels_a_running_generation(page, app_url):
+    page.goto(app_url + "?tab=reverse&sampler=ddpm&n=16")
+    page.get_by_role("tab", name="3 · Reverse process", selected=True).wait_for(timeout=15_000)
+    page.wait_for_timeout(1500)
+    page.get_by_role("button", name="Generate", exact=True).click()
+    progress = page.locator("#reverse-progress")
+    page.wait_for_function("document.querySelector('#reverse-progress').innerText.includes('step')", timeout=30_000)
+    page.get_by_role("button", name="Stop", exact=True).click()
+    page.wait_for_timeout(1500)
+    stopped_at = progress.inner_text()
+    page.wait_for_timeout(2000)
+    assert progress.inner_text() == stopped_at and "1000/1000" not in stopped_at
