@@ -60,9 +60,9 @@ def parse_query(query: dict, widgets: dict) -> tuple[str, str, dict]:
 
 
 def build_app() -> gr.Blocks:
-    text = Text("en")
     with gr.Blocks(title=tr("title")) as demo:
         lang_state, current_tab = gr.State("en"), gr.State("forward")
+        text = Text("en", state=lang_state)
         with gr.Row(elem_id="header", equal_height=True):
             text.reg_fn(gr.Markdown(f"# {tr('title')}"), lambda lang: dict(value=f"# {tr('title', lang)}"))
             lang_radio = gr.Radio([("English", "en"), ("中文", "zh")], value="en", show_label=False, scale=0, container=False,

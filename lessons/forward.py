@@ -119,7 +119,8 @@ def build(text: Text) -> dict:
             t, kind, T, b0, b1 = schedule_controls(text, 250)
         with gr.Column(scale=3, min_width=300):
             with gr.Row():
-                xt = text.reg(gr.Image(label=text("xt"), height=224, format="png", interactive=False), label="xt")
+                xt = text.reg(gr.Image(label=text("xt"), height=224, format="png", interactive=False, elem_id="forward-xt"),
+                              label="xt")
                 x0 = text.reg(gr.Image(label=text("x0"), height=224, format="png", interactive=False), label="x0")
                 eps = text.reg(gr.Image(label=text("noise"), height=224, format="png", interactive=False), label="noise")
             eq = gr.Markdown(latex_delimiters=LATEX, elem_id="forward-formula")

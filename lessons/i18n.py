@@ -46,6 +46,8 @@ UI: dict[str, dict[str, str]] = {
         "quiz_q": "Question", "check": "Check", "next": "Next", "prev": "Previous", "score": "Score",
         "your_answer": "Your answer", "show_answer": "Show model answer", "restart": "Start over",
         "open_hint": "Open question: think, write your answer, then reveal the model answer.",
+        "msg.start": "x_T ~ N(0, I): {n} × 28×28 · {total} steps: {ts}",
+        "msg.step": "**step {i}/{total}** · t = {t} · {rate:.1f} steps/s\n\n<small>t visited: {ts}</small>",
         "quiz_choice": "Your choice", "quiz_correct": "✅ Correct!",
         "quiz_wrong": "❌ Not quite: the answer is **{answer}**.", "quiz_why": "Why",
         "quiz_model": "Model answer", "quiz_see": "See it in the app", "quiz_pick": "Pick an option first.",
@@ -81,6 +83,8 @@ UI: dict[str, dict[str, str]] = {
         "quiz_q": "题目", "check": "提交", "next": "下一题", "prev": "上一题", "score": "得分",
         "your_answer": "你的回答", "show_answer": "查看参考答案", "restart": "重新开始",
         "open_hint": "开放题:先想一想、写下你的回答,再查看参考答案。",
+        "msg.start": "x_T ~ N(0, I):{n} 张 28×28 · 共 {total} 步:{ts}",
+        "msg.step": "**第 {i}/{total} 步** · t = {t} · 每秒 {rate:.1f} 步\n\n<small>经过的 t:{ts}</small>",
         "quiz_choice": "你的选择", "quiz_correct": "✅ 回答正确!",
         "quiz_wrong": "❌ 不对,正确答案是 **{answer}**。", "quiz_why": "解析",
         "quiz_model": "参考答案", "quiz_see": "在应用中动手看看", "quiz_pick": "请先选择一个选项。",
@@ -106,8 +110,9 @@ def lesson(name: str, lang: str = "en") -> str:
 class Text:
     """Hands out strings while a tab is built and remembers which component shows which string."""
 
-    def __init__(self, lang: str = "en"):
+    def __init__(self, lang: str = "en", state=None):
         self.lang = lang
+        self.state = state          # the app's gr.State holding the current language, for handlers that write text
         self.items: list[tuple[gr.components.Component, Callable[[str], dict]]] = []
 
     def __call__(self, key: str) -> str:

@@ -15,7 +15,7 @@ from ddpm.images import make_grid
 from ddpm.pretrained import MAX_GUIDANCE, load_pretrained
 
 from .common import LATEX, image_picker, load_image, number
-from .i18n import Text, lesson
+from .i18n import Text, lesson, tr
 
 MODEL = "fashion-mnist"
 MAX_N = 16                # images per request: one user cannot starve the others
@@ -59,13 +59,13 @@ def visited(ts: list[int]) -> str:
     return f"{', '.join(map(str, ts))}" if len(ts) <= 60 else f"{ts[0]}, {ts[1]}, {ts[2]}, …, {ts[-2]}, {ts[-1]} (all {len(ts)})"
 
 
-def _stream(frames: Iterator, ts: list[int], n: int, first: torch.Tensor) -> Iterator[tuple]:
+def _stream(frames: Iterator, ts: list[int], n: int, first: torch.Tensor, lang: str = "en") -> Iterator[tuple]:
     """Frames -> (x_t grid, x0 grid, progress Markdown, stored frames, scrub slider update), throttled."""
     total, stored, t0, last = len(ts), [], time.time(), 0.0
     keep = max(1, math.ceil(total / MAX_STORED))
     snow = grid_picture(first)
     stored.append(("start", snow, np.zeros_like(snow)))
-    yield snow, None, f"x_T ~ N(0, I): {n} × 28×28 · {total} steps: {visited(ts)}", stored, gr.update()
+    yield snow, None, tr("msg.start", lang).format(n=n, total=total, ts=visited(ts)), stored, gr.update()
     for i, f in enumerate(frames, 1):
         now = time.time()
         if i % keep == 0 or i == total:
@@ -73,15 +73,14 @@ def _stream(frames: Iterator, ts: list[int], n: int, first: torch.Tensor) -> Ite
         if now - last >= STREAM_EVERY or i == total:
             last = now
             bar = "█" * round(20 * i / total) + "░" * (20 - round(20 * i / total))
-            msg = (f"`{bar}` **step {i}/{total}** · t = {f.t} · {i / (now - t0):.1f} steps/s\n\n"
-                   f"<small>t visited: {visited(ts)}</small>")
+            msg = f"`{bar}` " + tr("msg.step", lang).format(i=i, total=total, t=f.t, rate=i / (now - t0), ts=visited(ts))
             final = i == total
             yield (stored[-1][1] if final else grid_picture(f.x_t), grid_picture(f.x0_pred), msg, stored,
                    gr.update(maximum=len(stored) - 1, value=len(stored) - 1) if final else gr.update())
 
 
 def sample(label: str = "any", sampler: str = "ddim", steps: int = 50, eta: float = 0.0, guidance_scale: float = 3.0,
-           seed: int = 0, n: int = 16):
+           seed: int = 0, n: int = 16, lang: str = "en"):
     """Stream a reverse run: one update per step (x_t grid, predicted-x_0 grid, progress, ...).
     The last update's first output is the final image grid. The API's /sample."""
     a = check(label, sampler, steps, eta, guidance_scale, seed, n)
@@ -91,7 +90,7 @@ def sample(label: str = "any", sampler: str = "ddim", steps: int = 50, eta: floa
     x_T = p.initial_noise(a["n"], a["seed"])
     try:
         frames = p.progressive(**a, x_T=x_T)
-        yield from _stream(frames, ts, a["n"], (x_T.clamp(-3, 3) / 6 + 0.5).cpu())
+        yield from _stream(frames, ts, a["n"], (x_T.clamp(-3, 3) / 6 + 0.5).cpu(), lang)
     except ValueError as e:
         raise gr.Error(str(e)) from None
 
@@ -105,7 +104,7 @@ def to_model_image(image) -> torch.Tensor:
 
 
 def from_image(image=None, start_t: int = 600, label: str = "any", sampler: str = "ddim", steps: int = 50,
-               eta: float = 0.0, guidance_scale: float = 3.0, seed: int = 0, n: int = 4):
+               eta: float = 0.0, guidance_scale: float = 3.0, seed: int = 0, n: int = 4, lang: str = "en"):
     """SDEdit: noise a real image to start_t with q(x_t | x_0), then run the reverse chain from there."""
     a = check(label, sampler, steps, eta, guidance_scale, seed, n)
     p = pipe()
@@ -117,7 +116,7 @@ def from_image(image=None, start_t: int = 600, label: str = "any", sampler: str 
     noisy = q_sample(p.schedule, (x0 * 2 - 1).expand(a["n"], -1, -1, -1), start_t,
                      p.initial_noise(a["n"], a["seed"]).cpu())
     frames = p.progressive(**a, init_image=x0, start_t=start_t)
-    yield from _stream(frames, ts, a["n"], ((noisy.clamp(-1, 1) + 1) / 2).float())
+    yield from _stream(frames, ts, a["n"], ((noisy.clamp(-1, 1) + 1) / 2).float(), lang)
 
 
 def compare(label: str = "any", steps: int = 50, guidance_scale: float = 3.0, seed: int = 0, n: int = 4):
@@ -167,8 +166,8 @@ def build(text: Text) -> dict:
         with gr.Column(scale=2, min_width=280):
             label = text.reg_fn(gr.Dropdown([(text("any"), "any")] + [(c, c) for c in p.classes], value="any",
                                             label=text("label")),
-                                lambda lang: dict(label=Text(lang)("label"),
-                                                  choices=[(Text(lang)("any"), "any")] + [(c, c) for c in p.classes]))
+                                lambda lang: dict(label=tr("label", lang),
+                                                  choices=[(tr("any", lang), "any")] + [(c, c) for c in p.classes]))
             guidance = text.reg(gr.Slider(0, 10, value=3.0, step=0.5, label=text("guidance")), label="guidance")
             sampler = text.reg(gr.Dropdown(sampler_choices(), value="ddim", label=text("sampler")), label="sampler")
             with gr.Row():
@@ -192,7 +191,8 @@ def build(text: Text) -> dict:
                 gif = text.reg(gr.File(label=text("gif_file"), height=60), label="gif_file")
     stored = gr.State([])
     outs = [xt, x0, progress, stored, frame_k]
-    run = go.click(sample, [label, sampler, steps, eta, guidance, seed, n], outs, api_name="sample",
+    # the app's language State is an input too; States are not API parameters, so /sample keeps its 7
+    run = go.click(sample, [label, sampler, steps, eta, guidance, seed, n, text.state], outs, api_name="sample",
                    concurrency_limit=2, concurrency_id="model")
     frame_k.input(scrub, [stored, frame_k], [xt, x0, progress], show_progress="hidden", api_visibility="private")
     gif_btn.click(export_gif, stored, gif, api_visibility="private")
@@ -210,7 +210,7 @@ def build(text: Text) -> dict:
                              label="pred_x0")
         sd_note = gr.Markdown()
         sd_stored, sd_k = gr.State([]), gr.State(0)
-        run_img = go_img.click(from_image, [source, start_t, label, sampler, steps, eta, guidance, seed, n],
+        run_img = go_img.click(from_image, [source, start_t, label, sampler, steps, eta, guidance, seed, n, text.state],
                                [sd_xt, sd_x0, sd_note, sd_stored, sd_k], concurrency_limit=2,
                                concurrency_id="model", api_visibility="private")
     with text.reg(gr.Accordion(text("compare"), open=False), label="compare"):

@@ -44,14 +44,14 @@ def test_every_tab_opens_and_the_t_slider_changes_the_image(page, app_url):
     page.get_by_role("tab", name="1 · Forward process").wait_for()
     page.wait_for_function("document.querySelector('#forward-formula').innerText.includes('0.')", timeout=30_000)
     page.wait_for_timeout(3000)                                  # let the first render finish
-    xt_before = page.locator("img").first.get_attribute("src")
+    xt_before = page.locator("#forward-xt img").get_attribute("src")
     slider_box = page.get_by_label("number input for Timestep t").first
     slider_box.fill("800")
     slider_box.press("Enter")
     page.wait_for_function("document.querySelector('#forward-formula').innerText.includes('800')", timeout=30_000)
     page.wait_for_timeout(1000)
     assert "800" in page.locator("#forward-formula").inner_text()
-    assert page.locator("img").first.get_attribute("src") != xt_before
+    assert page.locator("#forward-xt img").get_attribute("src") != xt_before
     page.screenshot(path=str(SHOTS / "forward.png"), full_page=True)
     for name in ("2 · Posterior", "3 · Reverse process", "4 · Training objective", "5 · Quiz"):
         page.get_by_role("tab", name=name).click()
@@ -69,12 +69,12 @@ def test_chinese_and_a_streamed_generation(page, app_url):
     seen = set()
     for _ in range(200):
         txt = progress.inner_text()
-        if "step" in txt:
+        if "/10" in txt:
             seen.add(txt.split("·")[0].strip())
-        if "step 10/10" in txt:
+        if "10/10" in txt:
             break
         page.wait_for_timeout(100)
-    assert "step 10/10" in progress.inner_text()
+    assert "第 10/10 步" in progress.inner_text()                       # the progress speaks Chinese too
     assert len(seen) >= 2, seen                                     # frames arrived one by one, not all at once
     page.screenshot(path=str(SHOTS / "reverse-zh.png"), full_page=True)
 
