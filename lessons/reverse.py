@@ -59,23 +59,33 @@ def visited(ts: list[int]) -> str:
     return f"{', '.join(map(str, ts))}" if len(ts) <= 60 else f"{ts[0]}, {ts[1]}, {ts[2]}, …, {ts[-2]}, {ts[-1]} (all {len(ts)})"
 
 
+def _u8(images: torch.Tensor) -> torch.Tensor:
+    """(n, 1, 28, 28) in [0, 1] -> uint8 on the CPU: how a run's frames are kept (12.5 kB for 16 images)."""
+    return (images.detach().clamp(0, 1) * 255).round().to(torch.uint8).cpu()
+
+
+def _picture(u8: torch.Tensor) -> np.ndarray:
+    return grid_picture(u8.float() / 255)
+
+
 def _stream(frames: Iterator, ts: list[int], n: int, first: torch.Tensor, lang: str = "en") -> Iterator[tuple]:
-    """Frames -> (x_t grid, x0 grid, progress Markdown, stored frames, scrub slider update), throttled."""
+    """Frames -> (x_t grid, x0 grid, progress Markdown, stored frames, scrub slider update), throttled.
+    At most MAX_STORED frames are kept, small (uint8, 28x28 each), and enlarged only when shown."""
     total, stored, t0, last = len(ts), [], time.time(), 0.0
     keep = max(1, math.ceil(total / MAX_STORED))
-    snow = grid_picture(first)
-    stored.append(("start", snow, np.zeros_like(snow)))
-    yield snow, None, tr("msg.start", lang).format(n=n, total=total, ts=visited(ts)), stored, gr.update()
+    stored.append(("start", _u8(first), torch.zeros_like(_u8(first))))
+    yield (_picture(stored[0][1]), None, tr("msg.start", lang).format(n=n, total=total, ts=visited(ts)), stored,
+           gr.update())
     for i, f in enumerate(frames, 1):
         now = time.time()
         if i % keep == 0 or i == total:
-            stored.append((f.t, grid_picture(f.x_t), grid_picture(f.x0_pred)))
+            stored.append((f.t, _u8(f.x_t), _u8(f.x0_pred)))
         if now - last >= STREAM_EVERY or i == total:
             last = now
             bar = "█" * round(20 * i / total) + "░" * (20 - round(20 * i / total))
             msg = f"`{bar}` " + tr("msg.step", lang).format(i=i, total=total, t=f.t, rate=i / (now - t0), ts=visited(ts))
             final = i == total
-            yield (stored[-1][1] if final else grid_picture(f.x_t), grid_picture(f.x0_pred), msg, stored,
+            yield (grid_picture(f.x_t), grid_picture(f.x0_pred), msg, stored,
                    gr.update(maximum=len(stored) - 1, value=len(stored) - 1) if final else gr.update())
 
 
@@ -144,7 +154,7 @@ def scrub(stored: list, k: int):
         return None, None, ""
     k = int(min(max(0, k), len(stored) - 1))
     t, xt, x0 = stored[k]
-    return xt, x0, f"frame {k}/{len(stored) - 1} · t = {t}"
+    return _picture(xt), _picture(x0), f"frame {k}/{len(stored) - 1} · t = {t}"
 
 
 def export_gif(stored: list) -> str:
@@ -152,8 +162,10 @@ def export_gif(stored: list) -> str:
     from PIL import Image
     if not stored:
         raise gr.Error("nothing to export yet: press Generate first")
-    frames = [Image.fromarray(np.concatenate([xt, np.full((xt.shape[0], 8, 3), 255, np.uint8), x0], 1))
-              for _, xt, x0 in stored]
+    frames = []
+    for _, xt, x0 in stored:
+        a, b = _picture(xt), _picture(x0)
+        frames.append(Image.fromarray(np.concatenate([a, np.full((a.shape[0], 8, 3), 255, np.uint8), b], 1)))
     path = tempfile.NamedTemporaryFile(suffix=".gif", delete=False, prefix="ddpm-run-").name
     frames[0].save(path, save_all=True, append_images=frames[1:] + [frames[-1]] * 10, duration=60, loop=0)
     return path
@@ -189,7 +201,7 @@ def build(text: Text) -> dict:
             with gr.Row():
                 gif_btn = text.reg(gr.Button(text("gif"), size="sm"), value="gif")
                 gif = text.reg(gr.File(label=text("gif_file"), height=60), label="gif_file")
-    stored = gr.State([])
+    stored = gr.State([], time_to_live=3600)      # a run's frames, dropped an hour after the last use
     outs = [xt, x0, progress, stored, frame_k]
     # the app's language State is an input too; States are not API parameters, so /sample keeps its 7
     run = go.click(sample, [label, sampler, steps, eta, guidance, seed, n, text.state], outs, api_name="sample",
@@ -209,7 +221,7 @@ def build(text: Text) -> dict:
             sd_x0 = text.reg(gr.Image(label=text("pred_x0"), format="png", interactive=False, height=280),
                              label="pred_x0")
         sd_note = gr.Markdown()
-        sd_stored, sd_k = gr.State([]), gr.State(0)
+        sd_stored, sd_k = gr.State([], time_to_live=3600), gr.State(0)
         run_img = go_img.click(from_image, [source, start_t, label, sampler, steps, eta, guidance, seed, n, text.state],
                                [sd_xt, sd_x0, sd_note, sd_stored, sd_k], concurrency_limit=2,
                                concurrency_id="model", api_visibility="private")

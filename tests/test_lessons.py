@@ -118,7 +118,8 @@ def test_reverse_streams_one_update_per_step_and_ends_with_the_final_grid():
     stored = ups[-1][3]
     assert len(stored) == 6 and stored[0][0] == "start"                  # x_T plus one frame per step
     xt, x0, msg = reverse.scrub(stored, 2)
-    assert np.array_equal(xt, stored[2][1]) and "t = " in msg
+    assert np.array_equal(xt, reverse.grid_picture(stored[2][1].float() / 255)) and "t = " in msg
+    assert stored[2][1].dtype == torch.uint8 and stored[2][1].shape == (4, 1, 28, 28)      # kept small
     gif = reverse.export_gif(stored)
     with Image.open(gif) as im:
         assert im.n_frames >= 6
