@@ -96,3 +96,15 @@ def test_concurrent_requests_do_not_change_each_others_results(pipe):
         together = list(ex.map(lambda a: pipe.sample(**a), args))
     for a, b in zip(alone, together):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("name", ["swiss-roll", "two-moons", "8-gaussians", "checkerboard", "rings"])
+def test_shipped_toys_sample_onto_their_shapes(name):
+    from ddpm import make_toy
+    toy = load_pretrained(name, device="cpu")
+    pts = toy.sample(n=1000, sampler="ddpm", seed=0)
+    assert pts.shape == (1000, 2) and toy.classes is None
+    data = make_toy(name, 20000, seed=1)
+    near = torch.cdist(pts, data).min(1).values                     # distance to the nearest real point
+    noise = torch.cdist(torch.randn(1000, 2, generator=torch.Generator().manual_seed(0)), data).min(1).values
+    assert near.median() < 0.06 and near.mean() < 0.5 * noise.mean(), (near.median(), near.mean(), noise.mean())
