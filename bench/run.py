@@ -126,7 +126,8 @@ def bench_slider_in_browser(url: str, reps: int = 15) -> None:
         b = p.chromium.launch(executable_path="/usr/bin/chromium", args=args)
         page = b.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(url)
-        page.wait_for_function("document.querySelector('#forward-formula').innerText.includes('0.')", timeout=60_000)
+        page.wait_for_function("document.querySelector('#forward-formula') && "
+                               "document.querySelector('#forward-formula').innerText.includes('0.')", timeout=60_000)
         page.wait_for_timeout(2000)
         box = page.get_by_label("number input for Timestep t").first
         times = []
