@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from ddpm import load_pretrained  # noqa: E402
+from ddpm.pretrained import Autocast, cpu_has_native_bf16  # noqa: E402
 from ddpm.samplers import guided, timesteps_for  # noqa: E402
 from lessons import forward, posterior  # noqa: E402
 
@@ -59,51 +60,68 @@ def bench_handlers(reps: int) -> None:
                 f"{pct(times, 50):.0f} / {pct(times, 95):.0f} ms ({cold * 1000:.0f} ms)", "instant while dragging")
 
 
-def bench_sampler(n: int, run_ddpm: bool) -> None:
-    pipe = load_pretrained("fashion-mnist", device="cpu")
-    labels = pipe.label_indices(["Sneaker"], n)
-    fn = guided(pipe.model, labels, 3.0)
+def _diffusers_scheduler(sampler: str, steps: int):
     try:
         from diffusers import DDIMScheduler, DDPMScheduler
     except ImportError:
-        DDIMScheduler = DDPMScheduler = None
-    configs = [("ddim", 50)] + ([("ddpm", 1000)] if run_ddpm else [])
-    for sampler, steps in configs:
+        return None
+    if sampler == "ddim":
+        sch = DDIMScheduler(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule="linear",
+                            clip_sample=True, set_alpha_to_one=True, timestep_spacing="linspace")
+    else:
+        sch = DDPMScheduler(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule="linear",
+                            clip_sample=True, variance_type="fixed_small")
+    sch.set_timesteps(steps)
+    return sch
+
+
+def bench_sampler(n: int, run_ddpm: bool) -> None:
+    """Our sampler, the bare network calls it makes, and diffusers' scheduler driving the same network,
+    advanced in lockstep (one step of each in turn), so that a slow moment of the machine hits all three
+    alike and the ratios are side by side rather than minutes apart."""
+    precisions = ["float32"] + (["bfloat16"] if cpu_has_native_bf16() else [])
+    app_precision = load_pretrained("fashion-mnist", device="cpu", precision="auto").precision
+    configs = [("ddim", 50, p) for p in precisions] + ([("ddpm", 1000, app_precision)] if run_ddpm else [])
+    for sampler, steps, precision in configs:
+        pipe = load_pretrained("fashion-mnist", device="cpu", precision=precision)
+        labels = pipe.label_indices(["Sneaker"], n)
+        fn = guided(Autocast(pipe.model) if precision == "bfloat16" else pipe.model, labels, 3.0)
         ts = timesteps_for(sampler, steps, 1000)
-        x = pipe.initial_noise(n, 0)
-        # (a) the bare network calls the sampler makes, nothing else
+        sch = _diffusers_scheduler(sampler, steps)
+        if sch is not None:
+            assert [int(t) for t in sch.timesteps] == ts, "diffusers visits other timesteps"
+        g = torch.Generator().manual_seed(0)
+        ours_frames = pipe.progressive(n=n, sampler=sampler, steps=steps, guidance_scale=3.0, labels=["Sneaker"],
+                                       seed=0)
+        x = xd = pipe.initial_noise(n, 0)
+        times = {"ours": 0.0, "bare": 0.0, "diffusers": 0.0}
         with torch.inference_mode():
             fn(x, torch.full((n,), 999))                                 # warm-up
-            t0 = time.perf_counter()
             for t in ts:
-                fn(x, torch.full((n,), t))
-            bare = time.perf_counter() - t0
-        # (b) our sampler
-        t0 = time.perf_counter()
-        pipe.sample(n=n, sampler=sampler, steps=steps, guidance_scale=3.0, labels=["Sneaker"], seed=0)
-        ours = time.perf_counter() - t0
-        row(f"{sampler.upper()}-{steps}, {n} images, guidance 3: wall time", f"{ours:.2f} s")
-        row(f"  ... / bare network calls ({bare:.2f} s)", f"{ours / bare:.3f}x", "<= 1.10x")
-        # (c) diffusers' scheduler loop driving the same network
-        if DDIMScheduler is None:
-            row(f"  ... / diffusers {sampler.upper()} loop", "diffusers not installed", "<= 1.0x")
+                t0 = time.perf_counter()
+                frame = next(ours_frames)                                # (a) our sampler: one step
+                t1 = time.perf_counter()
+                fn(x, torch.full((n,), t))                               # (b) only the network call it makes
+                t2 = time.perf_counter()
+                if sch is not None:                                      # (c) diffusers' step, same network
+                    xd = sch.step(fn(xd, torch.full((n,), t)), t, xd, generator=g).prev_sample
+                t3 = time.perf_counter()
+                times["ours"] += t1 - t0
+                times["bare"] += t2 - t1
+                times["diffusers"] += t3 - t2
+        ours = times["ours"]
+        name = f"{sampler.upper()}-{steps}, {n} images, guidance 3, {precision}"
+        row(f"{name}: wall time", f"{ours:.2f} s", "a couple of seconds" if sampler == "ddim" else "")
+        row(f"  ... / bare network calls ({times['bare']:.2f} s)", f"{ours / times['bare']:.3f}x", "<= 1.10x")
+        if sch is None:
+            row("  ... / diffusers loop", "diffusers not installed", "<= 1.0x")
             continue
-        if sampler == "ddim":
-            sch = DDIMScheduler(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule="linear",
-                                clip_sample=True, set_alpha_to_one=True, timestep_spacing="linspace")
-        else:
-            sch = DDPMScheduler(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule="linear",
-                                clip_sample=True, variance_type="fixed_small")
-        sch.set_timesteps(steps)
-        g = torch.Generator().manual_seed(0)
-        t0 = time.perf_counter()
-        with torch.inference_mode():
-            xd = pipe.initial_noise(n, 0)
-            for t in sch.timesteps:
-                eps = fn(xd, torch.full((n,), int(t)))
-                xd = sch.step(eps, t, xd, generator=g).prev_sample
-        theirs = time.perf_counter() - t0
-        row(f"  ... / diffusers {type(sch).__name__} loop ({theirs:.2f} s)", f"{ours / theirs:.3f}x", "<= 1.0x")
+        extra = ""
+        if sampler == "ddim":                                            # deterministic: same images expected
+            diff = ((frame.x_t * 2 - 1) - xd.clamp(-1, 1)).abs().max().item()
+            extra = f"; max |ours - diffusers| = {diff:.1e}"
+        row(f"  ... / diffusers {type(sch).__name__} loop ({times['diffusers']:.2f} s{extra})",
+            f"{ours / times['diffusers']:.3f}x", "<= 1.0x")
 
 
 def _rss_mb(pid: int) -> float:

@@ -44,6 +44,7 @@ def _train_parser(sub) -> None:
     p.add_argument("--save-and-sample-every", type=int, default=1000, help="checkpoint + sample grid period")
     p.add_argument("--num-samples", type=int, default=50, help="images in each progress grid")
     p.add_argument("--seed", type=int, default=0, help="seeds every random draw; same seed, same run")
+    p.add_argument("--amp", action="store_true", help="bfloat16 autocast for the network (float32 weights and loss)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
@@ -96,7 +97,7 @@ def cmd_train(a: argparse.Namespace) -> None:
                       train_lr=a.train_lr, warmup_steps=a.warmup_steps, train_num_steps=a.train_num_steps,
                       ema_decay=a.ema_decay, max_grad_norm=a.max_grad_norm, save_and_sample_every=a.save_and_sample_every,
                       num_samples=a.num_samples, results_folder=a.results_folder, seed=a.seed, device=a.device,
-                      progress=not a.no_progress)
+                      progress=not a.no_progress, amp=a.amp)
     if trainer.load():
         print(f"resumed from step {trainer.step} in {a.results_folder}", file=sys.stderr)
     n_params = sum(p.numel() for p in diff.model.parameters())

@@ -69,7 +69,7 @@ class GaussianDiffusion(nn.Module):
             drop = torch.rand(B, generator=generator, device=gen_dev).to(dev) < self.label_dropout
             labels = torch.where(drop, torch.full_like(labels, -1), labels)     # -1 = "no class"
         x_t = q_sample(self.schedule, x0, t, noise)                              # Eq. 4
-        out = self.model(x_t, t, labels=labels)
+        out = self.model(x_t, t, labels=labels).float()                         # float32 loss even under autocast
         target = {"epsilon": noise, "x0": x0, "v": v_target(self.schedule, x0, noise, t)}[self.prediction]
         loss = F.mse_loss(out, target, reduction="none").flatten(1).mean(1)      # (B,): Eq. 14 per item
         if self.min_snr_gamma:

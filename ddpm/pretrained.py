@@ -5,6 +5,7 @@ nonsense gets a clear ValueError (the app turns those into messages).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +23,34 @@ IMAGE_MODELS = ("fashion-mnist",)
 MAX_GUIDANCE = 20.0
 
 
+PRECISIONS = ("float32", "bfloat16", "auto")
+
+
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def cpu_has_native_bf16() -> bool:
+    """True on x86 CPUs with AVX-512 BF16 or AMX, where bfloat16 convolutions are ~1.8x faster than
+    float32. Elsewhere bfloat16 is emulated and slower, so "auto" precision stays float32."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+class Autocast(torch.nn.Module):
+    """Runs `model` under bfloat16 autocast and hands back float32, so the sampler's update
+    arithmetic (and guidance's difference of two predictions) stays in float32."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        with torch.autocast(x.device.type, dtype=torch.bfloat16):
+            return self.model(x, t, labels=labels).float()
 
 
 @dataclass
@@ -37,6 +64,7 @@ class Pipeline:
     data_shape: tuple[int, ...]
     classes: list[str] | None
     device: torch.device
+    precision: str = "float32"   # "bfloat16": the network runs under autocast (faster on recent CPUs)
 
     @property
     def is_image(self) -> bool:
@@ -115,7 +143,8 @@ class Pipeline:
             x0 = (x0 * 2 - 1 if self.is_image else x0).expand(n, *self.data_shape)
             x = q_sample(self.schedule, x0, start_t, x)                 # the drawn noise becomes eps of Eq. 4
         ts = timesteps_for(sampler, steps, self.timesteps, start_t if init_image is not None else None, spacing)
-        fn = guided(self.model, lab, float(guidance_scale))
+        net = Autocast(self.model) if self.precision == "bfloat16" else self.model
+        fn = guided(net, lab, float(guidance_scale))
         to_out = (lambda v: (v.clamp(-1, 1) + 1) / 2) if self.is_image else (lambda v: v)
         for f in sample_loop(fn, self.schedule, x, ts, sampler, eta=float(eta), variance=variance,
                              prediction=self.prediction, clip=self.is_image, generator=g):
@@ -136,12 +165,21 @@ def available() -> list[str]:
     return sorted(p.stem for p in ASSETS.glob("*.json"))
 
 
-def load_pretrained(name: str = "fashion-mnist", device: str | torch.device | None = None) -> Pipeline:
-    """Load a shipped model by name from assets/models (never the network). Cached per device."""
+def load_pretrained(name: str = "fashion-mnist", device: str | torch.device | None = None,
+                    precision: str = "float32") -> Pipeline:
+    """Load a shipped model by name from assets/models (never the network). Cached per device.
+
+    precision: "float32" (exact), "bfloat16" (the network under autocast: ~1.8x faster on CPUs
+    with AVX-512 BF16, same images to the eye) or "auto" (bfloat16 only on such CPUs).
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     device = torch.device(device) if device is not None else default_device()
+    if precision == "auto":
+        precision = "bfloat16" if device.type == "cpu" and cpu_has_native_bf16() else "float32"
     key = (name, str(device))
     if key in _CACHE:
-        return _CACHE[key]
+        return dataclasses.replace(_CACHE[key], precision=precision)   # shares the weights
     # a shipped name, or the path of any checkpoint (without extension) that the Trainer wrote
     stem = Path(name) if Path(str(name) + ".json").exists() else ASSETS / name
     if not Path(str(stem) + ".json").exists():
@@ -152,7 +190,7 @@ def load_pretrained(name: str = "fashion-mnist", device: str | torch.device | No
     pipe = Pipeline(name=name, model=model, schedule=diffusion.schedule.to(device), prediction=diffusion.prediction,
                     data_shape=diffusion.data_shape, classes=classes, device=device)
     _CACHE[key] = pipe
-    return pipe
+    return dataclasses.replace(pipe, precision=precision)
 
 
 __all__ = ["load_pretrained", "Pipeline", "available", "IMAGE_MODELS", "TOYS"]

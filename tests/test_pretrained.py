@@ -108,3 +108,20 @@ def test_shipped_toys_sample_onto_their_shapes(name):
     near = torch.cdist(pts, data).min(1).values                     # distance to the nearest real point
     noise = torch.cdist(torch.randn(1000, 2, generator=torch.Generator().manual_seed(0)), data).min(1).values
     assert near.median() < 0.06 and near.mean() < 0.5 * noise.mean(), (near.median(), near.mean(), noise.mean())
+
+
+def test_bfloat16_precision_matches_float32_to_the_eye(pipe):
+    """precision="bfloat16" runs the network under autocast (faster on recent CPUs): the images must
+    stay what float32 gives, the same seed the same images, and the float32 weights untouched."""
+    fast = load_pretrained("fashion-mnist", device="cpu", precision="bfloat16")
+    assert fast.model is pipe.model and pipe.precision == "float32"    # one set of weights, shared
+    kw = dict(n=4, steps=20, labels=["Sneaker", "Bag", "Trouser", "Dress"], seed=3)
+    exact, approx = pipe.sample(**kw), fast.sample(**kw)
+    assert approx.dtype == torch.float32 and torch.equal(approx, fast.sample(**kw))
+    assert (approx - exact).abs().mean() < 0.02                          # grey levels: well under 1 %
+    assert next(pipe.model.parameters()).dtype == torch.float32
+    with pytest.raises(ValueError, match="precision"):
+        load_pretrained("fashion-mnist", device="cpu", precision="fp8")
+    from ddpm.pretrained import cpu_has_native_bf16
+    auto = load_pretrained("fashion-mnist", device="cpu", precision="auto")
+    assert auto.precision == ("bfloat16" if cpu_has_native_bf16() else "float32")

@@ -122,3 +122,22 @@ def test_ddp_two_processes_end_identical(tmp_path):
     for k in w0:
         assert torch.equal(w0[k], w1[k]), k
     assert any(not torch.equal(w0[k], init[k]) for k in w0)                     # and they did train
+
+
+def test_amp_bfloat16_step_matches_float32(tmp_path):
+    """amp=True: the network runs under bfloat16 autocast, but weights and the loss stay float32,
+    and one optimiser step moves the weights the way the float32 step does."""
+    full, mixed = make_trainer(tmp_path / "a", 1), make_trainer(tmp_path / "b", 1, amp=True)
+    with torch.no_grad():                  # leave the zero-initialised start, where the output is exactly 0
+        for p in full.diffusion.model.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    mixed.diffusion.model.load_state_dict(full.diffusion.model.state_dict())
+    before = torch.cat([p.detach().flatten().clone() for p in full.diffusion.model.parameters()])
+    loss_full, loss_mixed = full.train_step(), mixed.train_step()
+    assert loss_mixed != loss_full                                       # autocast really ran in bfloat16
+    assert abs(loss_mixed - loss_full) < 0.05 * loss_full
+    assert all(p.dtype == torch.float32 for p in mixed.diffusion.model.parameters())
+    step_full = torch.cat([p.detach().flatten() for p in full.diffusion.model.parameters()]) - before
+    step_mixed = torch.cat([p.detach().flatten() for p in mixed.diffusion.model.parameters()]) - before
+    assert torch.nn.functional.cosine_similarity(step_full, step_mixed, dim=0) > 0.9
+    assert mixed.args["amp"] is True and full.args["amp"] is False
