@@ -29,6 +29,12 @@ CSS = """
 #header h1 {margin: 0; font-size: 1.5rem}
 .katex-display {overflow-x: auto; overflow-y: hidden; padding: 2px 0}
 footer {display: none !important}
+/* the example picker: thumbnails shrink to fit the column instead of overflowing it, no empty band below */
+.example-gallery .grid-container {grid-template-columns: repeat(auto-fill, minmax(64px, 1fr)) !important;
+                                  grid-auto-rows: auto !important}
+.example-gallery .grid-wrap, .example-gallery .gallery-container {height: auto !important; min-height: 0 !important;
+                                                                 max-height: none !important}
+.example-gallery .thumbnail-item {aspect-ratio: 1 / 1; height: auto !important; width: 100% !important}
 """
 COPY_JS = """(q) => { const u = window.location.origin + window.location.pathname + (q ? '?' + q : '');
   if (navigator.clipboard) { navigator.clipboard.writeText(u).catch(() => {}); } return u; }"""

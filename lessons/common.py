@@ -165,14 +165,14 @@ def image_picker(text, default: str):
     """A gallery of the shipped examples, an example dropdown (what deep links set) and an upload box,
     all feeding one State: the image the tab shows. Returns (dropdown, upload, source_state)."""
     names = example_names()
-    gallery = gr.Gallery([(example_path(n), n) for n in names], columns=7, rows=2, height="auto", allow_preview=False,
+    gallery = gr.Gallery([(example_path(n), n) for n in names], columns=5, height="auto", elem_classes="example-gallery", allow_preview=False,
                          show_label=False, container=False, object_fit="contain")
     image = text.reg(gr.Dropdown(names, value=default, label=text("image")), label="image")
 
     def pick(evt: gr.SelectData) -> str:
         return names[evt.index]
     gallery.select(pick, None, image, queue=False, api_visibility="private")
-    upload = text.reg(gr.File(file_types=["image"], label=text("upload"), height=90), label="upload")
+    upload = text.reg(gr.File(file_types=["image"], label=text("upload"), height=120), label="upload")
     source = gr.State(default)
     image.change(lambda name: name, image, source, queue=False, api_visibility="private")
     upload.upload(lambda f: f, upload, source, queue=False, api_visibility="private")

@@ -115,8 +115,9 @@ def build(text: Text) -> dict:
     text.reg(gr.Markdown(lesson("forward", text.lang), latex_delimiters=LATEX), value="lesson:forward")
     with gr.Row():
         with gr.Column(scale=2, min_width=280):
-            image, upload, source = image_picker(text, "sneaker")
+            # t first: it is the control the lesson is about, so it sits beside the images
             t, kind, T, b0, b1 = schedule_controls(text, 250)
+            image, upload, source = image_picker(text, "sneaker")
         with gr.Column(scale=3, min_width=300):
             with gr.Row():
                 xt = text.reg(gr.Image(label=text("xt"), height=224, format="png", interactive=False, elem_id="forward-xt"),

@@ -72,8 +72,9 @@ def build(text: Text) -> dict:
     text.reg(gr.Markdown(lesson("posterior", text.lang), latex_delimiters=LATEX), value="lesson:posterior")
     with gr.Row():
         with gr.Column(scale=2, min_width=280):
-            image, upload, source = image_picker(text, "trouser")
+            # t first: it is the control the lesson is about, so it sits beside the images
             t, kind, T, b0, b1 = schedule_controls(text, 500)
+            image, upload, source = image_picker(text, "trouser")
             seed = text.reg(gr.Number(0, precision=0, label=text("seed"), min_width=80), label="seed")
         with gr.Column(scale=3, min_width=300):
             with gr.Row():

@@ -107,6 +107,13 @@ def sample(label: str = "any", sampler: str = "ddim", steps: int = 50, eta: floa
         raise gr.Error(str(e)) from None
 
 
+def preview(seed: int = 0, n: int = 16, lang: str = "en") -> tuple:
+    """Before any run: show the x_T that Generate will start from (same seed, same snow)."""
+    seed = number(seed, "seed", 0, 2 ** 31 - 1, integer=True)
+    x_T = pipe().initial_noise(number(n, "n (images)", 1, MAX_N, integer=True), seed)
+    return _picture(_u8(x_T.clamp(-3, 3) / 6 + 0.5)), None, tr("msg.preview", lang).format(seed=seed)
+
+
 def to_model_image(image) -> torch.Tensor:
     """Any picture -> (1, 1, 28, 28) in [0, 1], the model's format (greyscale, area-downscaled)."""
     x = load_image(image).mean(1, keepdim=True)                                 # (1, 1, S, S) in [-1, 1]
@@ -202,14 +209,18 @@ def build(text: Text) -> dict:
             frame_k = text.reg(gr.Slider(0, 1, value=0, step=1, label=text("scrub")), label="scrub")
             with gr.Row():
                 gif_btn = text.reg(gr.Button(text("gif"), size="sm"), value="gif")
-                gif = text.reg(gr.File(label=text("gif_file"), height=60), label="gif_file")
+                gif = text.reg(gr.File(label=text("gif_file"), height=60, visible=False), label="gif_file")
     stored = gr.State([], time_to_live=3600)      # a run's frames, dropped an hour after the last use
     outs = [xt, x0, progress, stored, frame_k]
     # the app's language State is an input too; States are not API parameters, so /sample keeps its 7
     run = go.click(sample, [label, sampler, steps, eta, guidance, seed, n, text.state], outs, api_name="sample",
                    concurrency_limit=2, concurrency_id="model")
     frame_k.input(scrub, [stored, frame_k], [xt, x0, progress], show_progress="hidden", api_visibility="private")
-    gif_btn.click(export_gif, stored, gif, api_visibility="private")
+    for trigger in (seed.submit, n.release):
+        trigger(preview, [seed, n, text.state], [xt, x0, progress], show_progress="hidden", queue=False,
+                api_visibility="private")
+    gif_btn.click(export_gif, stored, gif, api_visibility="private").success(
+        lambda: gr.update(visible=True), None, gif, queue=False, api_visibility="private")
 
     with text.reg(gr.Accordion(text("from_image"), open=False), label="from_image"):
         with gr.Row():
@@ -238,7 +249,8 @@ def build(text: Text) -> dict:
         run_cmp = go_cmp.click(compare, [label, steps, guidance, seed, n], [c_ddim, c_ddpm, c_note],
                                concurrency_limit=2, concurrency_id="model", api_visibility="private")
     stop.click(None, cancels=[run, run_img, run_cmp], api_visibility="private")
-    return dict(label=label, sampler=sampler, steps=steps, eta=eta, guidance=guidance, seed=seed, n=n)
+    return dict(label=label, sampler=sampler, steps=steps, eta=eta, guidance=guidance, seed=seed, n=n,
+                refresh=[(preview, [seed, n, text.state], [xt, x0, progress])])
 
 
 # On a Hugging Face ZeroGPU Space the `spaces` package lends a GPU per call to decorated functions;

@@ -158,3 +158,14 @@ def test_compare_runs_both_samplers_from_the_same_noise(monkeypatch):
     x_T = small.initial_noise(2, 0)
     want = small.sample(n=2, sampler="ddpm", labels=["Bag"], guidance_scale=3.0, x_T=x_T)
     assert np.array_equal(ups[-1][1], reverse.grid_picture(want))
+
+
+def test_reverse_preview_is_the_snow_that_generate_starts_from():
+    pic, x0, msg = reverse.preview(5, 4)
+    first = next(reverse.sample("any", "ddim", 5, 0.0, 3.0, 5, 4))
+    assert np.array_equal(pic, first[0]) and x0 is None and "5" in msg
+    other, _, _ = reverse.preview(6, 4)
+    assert not np.array_equal(pic, other)                                # another seed, other snow
+    assert "种子 5" in reverse.preview(5, 4, "zh")[2]
+    with pytest.raises(gr.Error):
+        reverse.preview(-1, 4)
