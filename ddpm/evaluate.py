@@ -95,10 +95,11 @@ def frechet_distance(f1: torch.Tensor, f2: torch.Tensor) -> float:
 
 
 def evaluate(model_name: str = "fashion-mnist", n: int = 1000, n_ddpm: int = 250, guidance_scale: float = 3.0,
-             seed: int = 0, configs: list[tuple[str, int]] | None = None) -> list[dict]:
+             seed: int = 0, configs: list[tuple[str, int]] | None = None,
+             precision: str = "float32") -> list[dict]:
     """Rows of the evaluation table. Floors and ceilings are measured at the same sample size as the
     row they stand beside, since a Fréchet distance from few samples is biased upwards."""
-    clf, pipe = load_classifier(), load_pretrained(model_name)
+    clf, pipe = load_classifier(), load_pretrained(model_name, precision=precision)
     test_x, _ = load_fashion_mnist(split="test")
     train_x, _ = load_fashion_mnist(split="train")
     test_f = features(clf, test_x.float() / 255)
@@ -150,6 +151,8 @@ def add_parser(sub) -> None:
     p.add_argument("--n-ddpm", type=int, default=250, help="samples per DDPM-1000 row (1000 steps each: slow)")
     p.add_argument("--guidance-scale", type=float, default=3.0, help="guidance for the conditional rows")
     p.add_argument("--seed", type=int, default=0, help="seeds sampling and the choice of real images")
+    p.add_argument("--precision", default="float32", choices=["float32", "bfloat16", "auto"],
+                   help="the network's precision while sampling (the app uses auto)")
     p.add_argument("--skip-ddpm", action="store_true", help="only the DDIM rows")
     p.add_argument("--train-classifier", action="store_true",
                    help=f"train the feature classifier and write {CLASSIFIER.name} (then exit)")
@@ -163,5 +166,5 @@ def _main(a: argparse.Namespace) -> None:
         print(f"test accuracy {acc:.4f}; wrote {CLASSIFIER}")
         return
     configs = [("ddim", 50), ("ddim", 20)] if a.skip_ddpm else None
-    rows = evaluate(a.model, a.n, a.n_ddpm, a.guidance_scale, a.seed, configs)
+    rows = evaluate(a.model, a.n, a.n_ddpm, a.guidance_scale, a.seed, configs, a.precision)
     print(format_table(rows, accuracy(load_classifier()), a.guidance_scale))
