@@ -80,18 +80,30 @@ def film_ts(T: int) -> list[int]:
     return np.linspace(0, T - 1, FILM).round().astype(int).tolist()
 
 
-def forward(image=None, t: int = 250, schedule: str = "linear", timesteps: int = 1000, beta_start: float = 1e-4,
-            beta_end: float = 0.02):
-    """-> (x_t, x_0, eps, formula, filmstrip, curves, histogram). The API's /forward."""
+def _noised(image, t, schedule, timesteps, beta_start, beta_end):
+    """Checked inputs -> (schedule, t, x_0, eps, x_t): the image, its fixed noise and Eq. 4 at t."""
     s = schedule_from(schedule, timesteps, beta_start, beta_end)
     t = timestep(t, s)
     x0 = load_image(image)                                                # (1, C, S, S) in [-1, 1]
     eps = noise_like(x0)
-    x_t = q_sample(s, x0, t, eps)                                         # Eq. 4
-    ts = film_ts(s.timesteps)
-    film = strip([q_sample(s, x0, k, eps) for k in ts])
+    return s, t, x0, eps, q_sample(s, x0, t, eps)                         # Eq. 4
+
+
+def forward(image=None, t: int = 250, schedule: str = "linear", timesteps: int = 1000, beta_start: float = 1e-4,
+            beta_end: float = 0.02):
+    """-> (x_t, x_0, eps, formula, filmstrip, curves, histogram). The API's /forward."""
+    s, t, x0, eps, x_t = _noised(image, t, schedule, timesteps, beta_start, beta_end)
+    film = strip([q_sample(s, x0, k, eps) for k in film_ts(s.timesteps)])
     return (to_picture(x_t), to_picture(x0), to_picture(eps / 3), formula(s, t), film, curves_figure(s, t),
             histogram_figure(x_t, t))
+
+
+def forward_at_t(image=None, t: int = 250, schedule: str = "linear", timesteps: int = 1000,
+                 beta_start: float = 1e-4, beta_end: float = 0.02):
+    """Only what moves with t -> (x_t, formula, curves, histogram): the slider's live path, which
+    skips re-sending x_0, eps and the filmstrip on every tick of a drag."""
+    s, t, x0, eps, x_t = _noised(image, t, schedule, timesteps, beta_start, beta_end)
+    return to_picture(x_t), formula(s, t), curves_figure(s, t), histogram_figure(x_t, t)
 
 
 def compare(image=None, t: int = 250, schedule: str = "linear", other: str = "cosine", timesteps: int = 1000,
@@ -142,7 +154,9 @@ def build(text: Text) -> dict:
     # the documented API endpoint first (it claims the name), with exactly the handler's parameters
     api_file = gr.File(visible=False)
     gr.Button(visible=False).click(forward, [api_file, t, kind, T, b0, b1], outs, api_name="forward")
-    for trigger in (t.change, kind.change, T.submit, b0.submit, b1.submit, source.change):
+    t.change(forward_at_t, main_inputs, [xt, eq, curves, hist], show_progress="hidden", trigger_mode="always_last",
+             queue=False, api_visibility="private")
+    for trigger in (kind.change, T.submit, b0.submit, b1.submit, source.change):
         trigger(forward, main_inputs, outs, show_progress="hidden", trigger_mode="always_last", queue=False,
                 api_visibility="private")
     for trigger in (t.release, kind.change, other.change, T.submit, b0.submit, b1.submit, source.change):

@@ -25,6 +25,14 @@ def test_forward_outputs_and_formula_numbers():
     assert len(curves.data) >= 5 and hist.data[0].type == "histogram"
 
 
+def test_forward_at_t_is_the_full_handler_restricted_to_what_t_moves():
+    args = ("photo-cat", 321, "cosine", 500, 1e-4, 0.02)
+    xt, x0, eps, eq, film, curves, hist = forward.forward(*args)
+    xt2, eq2, curves2, hist2 = forward.forward_at_t(*args)
+    assert np.array_equal(xt, xt2) and eq == eq2
+    assert curves.to_json() == curves2.to_json() and hist.to_json() == hist2.to_json()
+
+
 def test_forward_image_changes_with_t_and_is_noise_at_the_end():
     a = forward.forward("sneaker", 10)[0]
     b = forward.forward("sneaker", 900)[0]
