@@ -60,7 +60,10 @@ def test_every_tab_opens_and_the_t_slider_changes_the_image(page, app_url):
 
 
 def test_chinese_and_a_streamed_generation(page, app_url):
-    page.goto(app_url + "?tab=reverse&steps=10&n=4&label=Sneaker")
+    page.goto(app_url + "?tab=reverse&steps=10&n=4&label=Sneaker&seed=7")
+    # before any run the tab shows the snow x_T of the linked seed that Generate will start from
+    page.wait_for_function("(document.querySelector('#reverse-progress')?.innerText || '').includes('seed 7')",
+                           timeout=30_000)
     page.get_by_text("中文").click()
     page.get_by_role("tab", name="3 · 反向过程").wait_for(timeout=15_000)
     assert page.get_by_role("tab", name="1 · 前向过程").is_visible()
