@@ -38,6 +38,8 @@ def _train_parser(sub) -> None:
     p.add_argument("--gradient-accumulate-every", type=int, default=1, help="micro-batches per optimiser step")
     p.add_argument("--train-lr", type=float, default=1e-3, help="AdamW learning rate after warm-up")
     p.add_argument("--warmup-steps", type=int, default=200, help="linear learning-rate warm-up")
+    p.add_argument("--lr-decay-steps", type=int, default=0,
+                   help="decay the learning rate linearly to 10%% over the last N of --train-num-steps")
     p.add_argument("--train-num-steps", type=int, default=10000, help="total optimiser steps (resume counts on)")
     p.add_argument("--ema-decay", type=float, default=0.999, help="EMA decay of the weights used for sampling")
     p.add_argument("--max-grad-norm", type=float, default=1.0, help="gradient clipping (0 = off)")
@@ -97,7 +99,8 @@ def cmd_train(a: argparse.Namespace) -> None:
                       train_lr=a.train_lr, warmup_steps=a.warmup_steps, train_num_steps=a.train_num_steps,
                       ema_decay=a.ema_decay, max_grad_norm=a.max_grad_norm, save_and_sample_every=a.save_and_sample_every,
                       num_samples=a.num_samples, results_folder=a.results_folder, seed=a.seed, device=a.device,
-                      progress=not a.no_progress, amp=a.amp)
+                      progress=not a.no_progress, amp=a.amp,
+                      lr_decay_steps=a.lr_decay_steps)
     if trainer.load():
         print(f"resumed from step {trainer.step} in {a.results_folder}", file=sys.stderr)
     n_params = sum(p.numel() for p in diff.model.parameters())

@@ -40,7 +40,7 @@ class Trainer:
                  max_grad_norm: float = 1.0, save_and_sample_every: int = 1000, num_samples: int = 50,
                  sample_guidance_scale: float = 3.0, results_folder: str = "./results", keep_checkpoints: int = 2,
                  seed: int = 0, device: str | None = None, progress: bool = True,
-                 amp: bool = False):
+                 amp: bool = False, lr_decay_steps: int = 0):
         self.world, self.rank = int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("RANK", 0))
         local_rank = int(os.environ.get("LOCAL_RANK", 0))
         if device is None:
@@ -58,11 +58,11 @@ class Trainer:
                          train_lr=train_lr, train_num_steps=train_num_steps, warmup_steps=warmup_steps,
                          ema_update_every=ema_update_every, ema_decay=ema_decay, adam_betas=list(adam_betas),
                          weight_decay=weight_decay, max_grad_norm=max_grad_norm, seed=seed, world_size=self.world,
-                         amp=amp)
+                         amp=amp, lr_decay_steps=lr_decay_steps)
         # amp: the network runs in bfloat16 under autocast while the weights, the optimiser and the loss
         # stay float32 (bfloat16 keeps float32's exponent range, so no loss scaling is needed).
         # On a CPU with AVX-512 BF16 a step is ~1.7x faster; on recent GPUs more.
-        self.amp = amp
+        self.amp, self.lr_decay_steps = amp, lr_decay_steps
         self.batch_size, self.accum, self.lr = train_batch_size, gradient_accumulate_every, train_lr
         self.train_num_steps, self.warmup_steps = train_num_steps, warmup_steps
         self.ema_update_every, self.ema_decay, self.max_grad_norm = ema_update_every, ema_decay, max_grad_norm
@@ -89,8 +89,13 @@ class Trainer:
         return torch.tensor(out)
 
     def lr_at(self, step: int) -> float:
-        """Linear warm-up, then constant: Adam's early steps are the unstable ones."""
-        return self.lr * min(1.0, (step + 1) / max(1, self.warmup_steps))
+        """Linear warm-up (Adam's early steps are the unstable ones), then constant, then, over the last
+        `lr_decay_steps` steps, a linear decay to 10 %: the cool-down that settles the weights before
+        they are shipped ("warm-up, stable, decay"; training can go on later from any checkpoint)."""
+        warm = min(1.0, (step + 1) / max(1, self.warmup_steps))
+        left = self.train_num_steps - step
+        decay = 1.0 if left >= self.lr_decay_steps else 0.1 + 0.9 * left / self.lr_decay_steps
+        return self.lr * warm * decay
 
     # ---- the loop ---------------------------------------------------------------------------------
     def train_step(self) -> float:

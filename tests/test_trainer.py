@@ -141,3 +141,12 @@ def test_amp_bfloat16_step_matches_float32(tmp_path):
     step_mixed = torch.cat([p.detach().flatten() for p in mixed.diffusion.model.parameters()]) - before
     assert torch.nn.functional.cosine_similarity(step_full, step_mixed, dim=0) > 0.9
     assert mixed.args["amp"] is True and full.args["amp"] is False
+
+
+def test_learning_rate_warms_up_holds_and_decays_to_a_tenth(tmp_path):
+    tr = make_trainer(tmp_path, 100, lr_decay_steps=20)                 # lr 2e-3, warm-up 5 steps
+    lrs = [tr.lr_at(s) for s in range(100)]
+    assert lrs[0] == 2e-3 / 5 and lrs[4] == lrs[50] == lrs[80] == 2e-3   # linear warm-up, then constant
+    assert all(a > b for a, b in zip(lrs[80:], lrs[81:]))                # strictly decreasing over the last 20
+    assert abs(lrs[99] - 2e-3 * (0.1 + 0.9 * 1 / 20)) < 1e-12            # towards 10 % at train_num_steps
+    assert make_trainer(tmp_path, 100).lr_at(99) == 2e-3                 # no decay unless asked
