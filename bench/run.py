@@ -249,10 +249,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer repetitions, no DDPM-1000, no app")
     ap.add_argument("--write", action="store_true", help="write the table to bench/RESULTS.md")
+    ap.add_argument("--app-only", action="store_true", help="only the running-app rows (start-up, streaming, users)")
     a = ap.parse_args()
     print(f"{'measurement':<58} {'value':<28} aim")
-    bench_handlers(10 if a.quick else 50)
-    bench_sampler(16, run_ddpm=not a.quick)
+    if not a.app_only:
+        bench_handlers(10 if a.quick else 50)
+        bench_sampler(16, run_ddpm=not a.quick)
     if not a.quick:
         bench_app(users=8, generations=20)
     if a.write:
