@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from ddpm import load_pretrained  # noqa: E402
-from ddpm.pretrained import Autocast, cpu_has_native_bf16  # noqa: E402
+from ddpm.pretrained import cpu_has_native_bf16  # noqa: E402
 from ddpm.samplers import guided, timesteps_for  # noqa: E402
 from lessons import forward, posterior  # noqa: E402
 
@@ -87,7 +87,7 @@ def bench_sampler(n: int, run_ddpm: bool) -> None:
     for sampler, steps, precision in configs:
         pipe = load_pretrained("fashion-mnist", device="cpu", precision=precision)
         labels = pipe.label_indices(["Sneaker"], n)
-        fn = guided(Autocast(pipe.model) if precision == "bfloat16" else pipe.model, labels, 3.0)
+        fn = guided(pipe.network, labels, 3.0)
         ts = timesteps_for(sampler, steps, 1000, spacing="trailing")
         sch = _diffusers_scheduler(sampler, steps)
         if sch is not None:

@@ -16,7 +16,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .data import load_fashion_mnist
-from .pretrained import ASSETS, load_pretrained
+from .pretrained import ASSETS, PRECISIONS, load_pretrained
 
 CLASSIFIER = ASSETS / "fashion-classifier.safetensors"
 
@@ -151,7 +151,7 @@ def add_parser(sub) -> None:
     p.add_argument("--n-ddpm", type=int, default=250, help="samples per DDPM-1000 row (1000 steps each: slow)")
     p.add_argument("--guidance-scale", type=float, default=3.0, help="guidance for the conditional rows")
     p.add_argument("--seed", type=int, default=0, help="seeds sampling and the choice of real images")
-    p.add_argument("--precision", default="float32", choices=["float32", "bfloat16", "auto"],
+    p.add_argument("--precision", default="float32", choices=PRECISIONS,
                    help="the network's precision while sampling (the app uses auto)")
     p.add_argument("--skip-ddpm", action="store_true", help="only the DDIM rows")
     p.add_argument("--train-classifier", action="store_true",

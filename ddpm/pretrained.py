@@ -71,6 +71,11 @@ class Pipeline:
         return len(self.data_shape) == 3
 
     @property
+    def network(self) -> torch.nn.Module:
+        """What the sampler calls: the model itself, or the model under bfloat16 autocast."""
+        return Autocast(self.model) if self.precision == "bfloat16" else self.model
+
+    @property
     def timesteps(self) -> int:
         return self.schedule.timesteps
 
@@ -143,8 +148,7 @@ class Pipeline:
             x0 = (x0 * 2 - 1 if self.is_image else x0).expand(n, *self.data_shape)
             x = q_sample(self.schedule, x0, start_t, x)                 # the drawn noise becomes eps of Eq. 4
         ts = timesteps_for(sampler, steps, self.timesteps, start_t if init_image is not None else None, spacing)
-        net = Autocast(self.model) if self.precision == "bfloat16" else self.model
-        fn = guided(net, lab, float(guidance_scale))
+        fn = guided(self.network, lab, float(guidance_scale))
         to_out = (lambda v: (v.clamp(-1, 1) + 1) / 2) if self.is_image else (lambda v: v)
         for f in sample_loop(fn, self.schedule, x, ts, sampler, eta=float(eta), variance=variance,
                              prediction=self.prediction, clip=self.is_image, generator=g):

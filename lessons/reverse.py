@@ -66,6 +66,11 @@ def _u8(images: torch.Tensor) -> torch.Tensor:
     return (images.detach().clamp(0, 1) * 255).round().to(torch.uint8).cpu()
 
 
+def _snow(x_T: torch.Tensor) -> torch.Tensor:
+    """Starting noise x_T ~ N(0, I) -> [0, 1] for display, +-3 sigma spanning black to white."""
+    return (x_T.clamp(-3, 3) / 6 + 0.5).cpu()
+
+
 def _picture(u8: torch.Tensor) -> np.ndarray:
     return grid_picture(u8.float() / 255)
 
@@ -102,7 +107,7 @@ def sample(label: str = "any", sampler: str = "ddim", steps: int = 50, eta: floa
     x_T = p.initial_noise(a["n"], a["seed"])
     try:
         frames = p.progressive(**a, x_T=x_T)
-        yield from _stream(frames, ts, a["n"], (x_T.clamp(-3, 3) / 6 + 0.5).cpu(), lang)
+        yield from _stream(frames, ts, a["n"], _snow(x_T), lang)
     except ValueError as e:
         raise gr.Error(str(e)) from None
 
@@ -111,7 +116,7 @@ def preview(seed: int = 0, n: int = 16, lang: str = "en") -> tuple:
     """Before any run: show the x_T that Generate will start from (same seed, same snow)."""
     seed = number(seed, "seed", 0, 2 ** 31 - 1, integer=True)
     x_T = pipe().initial_noise(number(n, "n (images)", 1, MAX_N, integer=True), seed)
-    return _picture(_u8(x_T.clamp(-3, 3) / 6 + 0.5)), None, tr("msg.preview", lang).format(seed=seed)
+    return _picture(_u8(_snow(x_T))), None, tr("msg.preview", lang).format(seed=seed)
 
 
 def to_model_image(image) -> torch.Tensor:
