@@ -168,6 +168,27 @@ def bench_slider_in_browser(url: str, reps: int = 15) -> None:
         f"{pct(times, 50):.0f} / {pct(times, 95):.0f} ms (p50 / p95)", "instant while dragging")
 
 
+def _sample_via(client) -> tuple[float | None, float]:
+    """One /sample DDIM-50 x 16 call: (time to the first streamed update, time to the last)."""
+    t0 = time.perf_counter()
+    job = client.submit("Sneaker", "ddim", 50, 0.0, 3.0, 0, 16, api_name="/sample")
+    first = None
+    while not job.done():
+        if first is None and job.outputs():                              # the first streamed update arrived
+            first = time.perf_counter() - t0
+        time.sleep(0.005)
+    return first, time.perf_counter() - t0
+
+
+def _sample_in_process() -> float:
+    """The app's /sample handler iterated here, without the server: what the server adds is the rest."""
+    from lessons import reverse
+    t0 = time.perf_counter()
+    for _ in reverse.sample("Sneaker", "ddim", 50, 0.0, 3.0, 0, 16):
+        pass
+    return time.perf_counter() - t0
+
+
 def bench_app(users: int, generations: int) -> None:
     from gradio_client import Client
     with socket.socket() as s:
@@ -191,22 +212,21 @@ def bench_app(users: int, generations: int) -> None:
     row("server resident memory after start", f"{_rss_mb(proc.pid):.0f} MB", "< 1 GB")
     try:
         bench_slider_in_browser(url)
-        c = Client(url, verbose=False)
-        t0 = time.perf_counter()
-        job = c.submit("Sneaker", "ddim", 50, 0.0, 3.0, 0, 16, api_name="/sample")
-        first = None
-        while not job.done():
-            if first is None and job.outputs():                          # the first streamed update arrived
-                first = time.perf_counter() - t0
-            time.sleep(0.005)
-        total = time.perf_counter() - t0
+        # download_files=False: a browser user's machine is not the server's, but a gradio_client that
+        # downloads every streamed x_t / x0 PNG spends a third of a core of *this* 2-core machine doing so
+        c = Client(url, verbose=False, download_files=False)
+        first, total = _sample_via(c)
+        _, total_dl = _sample_via(Client(url, verbose=False))
+        in_process = _sample_in_process()
         row("/sample DDIM-50, 16 images: first streamed frame", f"{first:.2f} s" if first else "n/a", "< 0.5 s")
         row("/sample DDIM-50, 16 images: end to end (gradio_client)", f"{total:.2f} s")
+        row("  ... / the same handler run in this process, server idle", f"{total / in_process:.2f}x ({in_process:.2f} s)")
+        row("  ... with a client that downloads every streamed frame", f"{total_dl:.2f} s")
         # concurrent users, each with its own client
         lat: list[float] = [0.0] * users
 
         def one(i: int) -> None:
-            ci = Client(url, verbose=False)
+            ci = Client(url, verbose=False, download_files=False)
             s = time.perf_counter()
             ci.submit("any", "ddim", 50, 0.0, 3.0, i, 4, api_name="/sample").result()
             lat[i] = time.perf_counter() - s
@@ -234,7 +254,8 @@ def bench_app(users: int, generations: int) -> None:
 def write_results(path: Path) -> None:
     """Replace the table between the markers in RESULTS.md; the notes written around it stay."""
     start, end = "<!-- table -->", "<!-- /table -->"
-    table = (f"Measured {time.strftime('%Y-%m-%d')} on {platform.machine()}, {os.cpu_count()} CPU cores, "
+    cpu = f"{torch.backends.cpu.get_cpu_capability()}{', native bfloat16' if cpu_has_native_bf16() else ', no native bfloat16'}"
+    table = (f"Measured {time.strftime('%Y-%m-%d')} on {platform.machine()} ({cpu}), {os.cpu_count()} CPU cores, "
              f"torch {torch.__version__} ({torch.get_num_threads()} threads), `python bench/run.py`.\n\n"
              "| measurement | value | aim |\n|---|---|---|\n"
              + "\n".join(f"| {a} | {b} | {c} |" for a, b, c in ROWS) + "\n")

@@ -96,7 +96,8 @@ def frechet_distance(f1: torch.Tensor, f2: torch.Tensor) -> float:
 
 def evaluate(model_name: str = "fashion-mnist", n: int = 1000, n_ddpm: int = 250, guidance_scale: float = 3.0,
              seed: int = 0, configs: list[tuple[str, int]] | None = None,
-             precision: str = "float32") -> list[dict]:
+             precision: str = "float32", guidance_interval: tuple[int, int] | None = None,
+             kinds: tuple[bool, ...] = (True, False)) -> list[dict]:
     """Rows of the evaluation table. Floors and ceilings are measured at the same sample size as the
     row they stand beside, since a Fréchet distance from few samples is biased upwards."""
     clf, pipe = load_classifier(), load_pretrained(model_name, precision=precision)
@@ -111,13 +112,14 @@ def evaluate(model_name: str = "fashion-mnist", n: int = 1000, n_ddpm: int = 250
         real = train_x[torch.randperm(len(train_x), generator=g)[:m]].float() / 255
         floor = frechet_distance(features(clf, real), test_f)
         ceiling = frechet_distance(features(clf, torch.rand(m, 1, 28, 28, generator=g)), test_f)
-        for conditional in (True, False):
+        for conditional in kinds:
             labels = (torch.arange(m) % 10).tolist() if conditional else None
             t0, imgs = time.time(), []
             for i in range(0, m, 250):
                 k = min(250, m - i)
                 imgs.append(pipe.sample(n=k, sampler=sampler, steps=steps, guidance_scale=guidance_scale,
-                                        labels=labels[i:i + k] if labels else None, seed=seed + i))
+                                        labels=labels[i:i + k] if labels else None, seed=seed + i,
+                                        guidance_interval=guidance_interval))
             imgs = torch.cat(imgs)
             row = dict(sampler=f"{sampler.upper()}-{steps}", conditional=conditional, n=m,
                        fd=frechet_distance(features(clf, imgs), test_f), floor=floor, ceiling=ceiling,
@@ -150,6 +152,12 @@ def add_parser(sub) -> None:
     p.add_argument("--n", type=int, default=1000, help="samples per DDIM row (and its floor/ceiling)")
     p.add_argument("--n-ddpm", type=int, default=250, help="samples per DDPM-1000 row (1000 steps each: slow)")
     p.add_argument("--guidance-scale", type=float, default=3.0, help="guidance for the conditional rows")
+    p.add_argument("--guidance-interval", default=None, metavar="LO,HI",
+                   help="guide only for LO <= t <= HI, plain conditional elsewhere (Kynkäänniemi et al. 2024)")
+    p.add_argument("--rows", choices=["both", "conditional", "unconditional"], default="both",
+                   help="which rows to sample")
+    p.add_argument("--configs", default=None, metavar="ddim:50,ddim:20",
+                   help="sampler:steps list (default ddpm:1000,ddim:50,ddim:20; --skip-ddpm drops ddpm)")
     p.add_argument("--seed", type=int, default=0, help="seeds sampling and the choice of real images")
     p.add_argument("--precision", default="float32", choices=PRECISIONS,
                    help="the network's precision while sampling (the app uses auto)")
@@ -166,5 +174,11 @@ def _main(a: argparse.Namespace) -> None:
         print(f"test accuracy {acc:.4f}; wrote {CLASSIFIER}")
         return
     configs = [("ddim", 50), ("ddim", 20)] if a.skip_ddpm else None
-    rows = evaluate(a.model, a.n, a.n_ddpm, a.guidance_scale, a.seed, configs, a.precision)
+    if a.configs:
+        configs = [(c.split(":")[0], int(c.split(":")[1])) for c in a.configs.split(",")]
+    interval = tuple(int(v) for v in a.guidance_interval.split(",")) if a.guidance_interval else None
+    kinds = {"both": (True, False), "conditional": (True,), "unconditional": (False,)}[a.rows]
+    rows = evaluate(a.model, a.n, a.n_ddpm, a.guidance_scale, a.seed, configs, a.precision, interval, kinds)
+    if interval:
+        print(f"Guidance only for {interval[0]} <= t <= {interval[1]}, plain conditional elsewhere.")
     print(format_table(rows, accuracy(load_classifier()), a.guidance_scale))

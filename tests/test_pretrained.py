@@ -45,6 +45,17 @@ def test_guidance_and_class_change_the_output(pipe):
     assert (g3 - g0).abs().mean() > 0.01 and (g3 - other).abs().mean() > 0.01
 
 
+def test_guidance_interval(pipe):
+    """Guidance limited to an interval of t: the full interval is plain guidance; an interval that no
+    visited t falls in is the plain conditional model (s = 1)."""
+    base = dict(n=2, steps=5, seed=0, labels=["Bag", "Dress"], guidance_scale=3.0)
+    g3, g1 = pipe.sample(**base), pipe.sample(**{**base, "guidance_scale": 1.0})
+    assert torch.equal(pipe.sample(**base, guidance_interval=(0, 999)), g3)
+    assert torch.allclose(pipe.sample(**base, guidance_interval=(1, 199)), g1, atol=1e-6)   # visits 999, 749, 500, 250, 0
+    middle = pipe.sample(**base, guidance_interval=(200, 600))
+    assert (middle - g3).abs().mean() > 1e-3 and (middle - g1).abs().mean() > 1e-3
+
+
 def test_progressive_frames(pipe):
     frames = list(pipe.progressive(n=2, sampler="ddim", steps=4, seed=1))
     assert [f.t for f in frames] == [999, 666, 333, 0]
@@ -76,6 +87,8 @@ def test_init_image_start_t(pipe):
     (dict(steps=1001), "steps must be"), (dict(steps=0, sampler="ddim"), "steps must be"), (dict(eta=1.5), "eta"), (dict(eta=float("nan")), "eta"),
     (dict(guidance_scale=-1), "guidance"), (dict(labels=["Hat"]), "unknown class"), (dict(labels=[10]), "unknown class"),
     (dict(init_image=torch.zeros(1, 1, 28, 28), start_t=1000), "start_t"), (dict(variance="learned"), "unknown variance"),
+    (dict(guidance_interval=(500, 100)), "guidance_interval"), (dict(guidance_interval=(0, 1000)), "guidance_interval"),
+    (dict(guidance_interval=(0.5, 10)), "guidance_interval"), (dict(guidance_interval=5), "guidance_interval"),
 ])
 def test_bad_arguments(pipe, kwargs, match):
     with pytest.raises(ValueError, match=match):

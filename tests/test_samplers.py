@@ -143,6 +143,24 @@ def test_guidance_combines_one_batched_call():
     assert torch.allclose(out, torch.full((2, 3), 2.5))           # 0 + 2.5 * (1 - 0)
 
 
+def test_guidance_interval_guides_only_inside_it():
+    calls = []
+
+    def model(x, t, labels=None):
+        calls.append(x.shape[0])
+        return torch.where((labels >= 0).reshape(-1, 1), 1.0, 0.0).expand_as(x).clone()
+    fn = guided(model, torch.tensor([3, 4]), guidance_scale=2.5, interval=(100, 500))
+    for t, expected, batch in ((99, 1.0, 2), (100, 2.5, 4), (500, 2.5, 4), (501, 1.0, 2)):
+        calls.clear()
+        out = fn(torch.zeros(2, 3), torch.tensor([t, t]))
+        assert calls == [batch]                                   # outside: one conditional pass of B
+        assert torch.allclose(out, torch.full((2, 3), expected))
+    out = fn(torch.zeros(2, 3), torch.tensor([50, 300]))          # mixed timesteps: per item
+    assert torch.allclose(out, torch.tensor([[1.0] * 3, [2.5] * 3]))
+    plain = guided(model, torch.tensor([3, 4]), guidance_scale=2.5)
+    assert torch.equal(plain(torch.zeros(2, 3), torch.tensor([999, 999])), torch.full((2, 3), 2.5))
+
+
 def test_timesteps_for():
     assert timesteps_for("ddpm", 50, 1000) == list(range(999, -1, -1))
     assert len(timesteps_for("ddim", 50, 1000)) == 50
