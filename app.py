@@ -20,7 +20,7 @@ TABS = {"forward": forward, "posterior": posterior, "reverse": reverse, "trainin
 PARAMS = {
     "forward": ["image", "t", "schedule", "timesteps", "beta_start", "beta_end"],
     "posterior": ["image", "t", "schedule", "timesteps", "beta_start", "beta_end"],
-    "reverse": ["label", "sampler", "steps", "eta", "guidance", "seed", "n"],
+    "reverse": ["label", "sampler", "steps", "eta", "guidance", "guide_until", "seed", "n"],
     "training": ["toy"],
     "quiz": [],
 }

@@ -96,7 +96,7 @@ def frechet_distance(f1: torch.Tensor, f2: torch.Tensor) -> float:
 
 def evaluate(model_name: str = "fashion-mnist", n: int = 1000, n_ddpm: int = 250, guidance_scale: float = 3.0,
              seed: int = 0, configs: list[tuple[str, int]] | None = None,
-             precision: str = "float32", guidance_interval: tuple[int, int] | None = None,
+             precision: str = "float32", guidance_interval: tuple[int, int] | None | str = "default",
              kinds: tuple[bool, ...] = (True, False)) -> list[dict]:
     """Rows of the evaluation table. Floors and ceilings are measured at the same sample size as the
     row they stand beside, since a Fréchet distance from few samples is biased upwards."""
@@ -152,8 +152,9 @@ def add_parser(sub) -> None:
     p.add_argument("--n", type=int, default=1000, help="samples per DDIM row (and its floor/ceiling)")
     p.add_argument("--n-ddpm", type=int, default=250, help="samples per DDPM-1000 row (1000 steps each: slow)")
     p.add_argument("--guidance-scale", type=float, default=3.0, help="guidance for the conditional rows")
-    p.add_argument("--guidance-interval", default=None, metavar="LO,HI",
-                   help="guide only for LO <= t <= HI, plain conditional elsewhere (Kynkäänniemi et al. 2024)")
+    p.add_argument("--guidance-interval", default="default", metavar="LO,HI",
+                   help="guide only for LO <= t <= HI, plain conditional elsewhere (Kynkäänniemi et al. 2024); "
+                        "'none': classic guidance at every step; 'default': the model's own interval")
     p.add_argument("--rows", choices=["both", "conditional", "unconditional"], default="both",
                    help="which rows to sample")
     p.add_argument("--configs", default=None, metavar="ddim:50,ddim:20",
@@ -176,9 +177,13 @@ def _main(a: argparse.Namespace) -> None:
     configs = [("ddim", 50), ("ddim", 20)] if a.skip_ddpm else None
     if a.configs:
         configs = [(c.split(":")[0], int(c.split(":")[1])) for c in a.configs.split(",")]
-    interval = tuple(int(v) for v in a.guidance_interval.split(",")) if a.guidance_interval else None
+    interval = {"default": "default", "none": None}.get(a.guidance_interval)
+    if "," in a.guidance_interval:
+        interval = tuple(int(v) for v in a.guidance_interval.split(","))
     kinds = {"both": (True, False), "conditional": (True,), "unconditional": (False,)}[a.rows]
     rows = evaluate(a.model, a.n, a.n_ddpm, a.guidance_scale, a.seed, configs, a.precision, interval, kinds)
-    if interval:
-        print(f"Guidance only for {interval[0]} <= t <= {interval[1]}, plain conditional elsewhere.")
+    if interval == "default":
+        interval = load_pretrained(a.model).guidance_interval
+    print(f"Guidance only for {interval[0]} <= t <= {interval[1]}, plain conditional elsewhere." if interval
+          else "Guidance at every step (classic).")
     print(format_table(rows, accuracy(load_classifier()), a.guidance_scale))

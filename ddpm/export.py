@@ -10,6 +10,7 @@ the repository small). `unpack` joins the two back into a Trainer checkpoint.
 """
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -27,6 +28,9 @@ def export(checkpoint: str | Path, out: str | Path, classes: list[str] | None = 
     shipped = {f"ema.{k}": v for k, v in unprefixed("ema", tensors).items()}
     keep = {k: config[k] for k in ("model", "diffusion", "trainer", "step") if k in config}
     keep["classes"] = classes or config.get("classes")
+    previous = Path(str(out) + ".json")
+    if previous.exists():               # sampling settings tuned for the shipped model (MODEL_CARD.md) stay
+        keep.update({k: v for k, v in json.loads(previous.read_text()).items() if k == "sampling"})
     save_checkpoint(out, shipped, keep)
 
 

@@ -65,6 +65,9 @@ class Pipeline:
     classes: list[str] | None
     device: torch.device
     precision: str = "float32"   # "bfloat16": the network runs under autocast (faster on recent CPUs)
+    # where guidance applies unless a call says otherwise: this model's tuned (t_lo, t_hi) from the
+    # "sampling" section of its JSON (see MODEL_CARD.md), or None for classic guidance at every step
+    guidance_interval: tuple[int, int] | None = None
 
     @property
     def is_image(self) -> bool:
@@ -141,14 +144,18 @@ class Pipeline:
                     guidance_scale: float = 3.0, labels: Sequence[int | str] | None = None, seed: int = 0,
                     variance: str = "fixed_small", init_image: torch.Tensor | None = None,
                     start_t: int | None = None, x_T: torch.Tensor | None = None,
-                    spacing: str = "linspace", guidance_interval: tuple[int, int] | None = None) -> Iterator[Frame]:
+                    spacing: str = "linspace",
+                    guidance_interval: tuple[int, int] | None | str = "default") -> Iterator[Frame]:
         """Yield one Frame(t, x_t, x0_pred) per reverse step; images mapped to [0, 1].
 
         init_image (n or 1, C, H, W) in [0, 1] with start_t: noise it to start_t with q_sample
         (Eq. 4) and denoise from there (SDEdit, Meng et al. 2022). x_T: use this starting noise.
         guidance_interval (t_lo, t_hi): apply guidance only for t_lo <= t <= t_hi, the plain conditional
-        model elsewhere (Kynkäänniemi et al. 2024: more diverse samples, fewer network calls).
+        model elsewhere (Kynkäänniemi et al. 2024: more diverse samples, fewer network calls); None:
+        classic guidance at every step (Ho & Salimans 2022); "default": the model's `guidance_interval`.
         """
+        if isinstance(guidance_interval, str) and guidance_interval == "default":
+            guidance_interval = self.guidance_interval
         if init_image is not None and start_t is None:
             start_t = int(self.timesteps * 0.6)
         self.check(n, sampler, steps, eta, guidance_scale, variance, start_t if init_image is not None else None)
@@ -203,9 +210,11 @@ def load_pretrained(name: str = "fashion-mnist", device: str | torch.device | No
         raise ValueError(f"no shipped model {name!r}; available: {', '.join(available()) or 'none'}")
     diffusion = load_diffusion(stem, use_ema=True, device=device)
     model = diffusion.model.eval().requires_grad_(False)
-    classes = json.loads(Path(str(stem) + ".json").read_text()).get("classes")
+    config = json.loads(Path(str(stem) + ".json").read_text())
+    interval = config.get("sampling", {}).get("guidance_interval")
     pipe = Pipeline(name=name, model=model, schedule=diffusion.schedule.to(device), prediction=diffusion.prediction,
-                    data_shape=diffusion.data_shape, classes=classes, device=device)
+                    data_shape=diffusion.data_shape, classes=config.get("classes"), device=device,
+                    guidance_interval=tuple(interval) if interval else None)
     _CACHE[key] = pipe
     return dataclasses.replace(pipe, precision=precision)
 

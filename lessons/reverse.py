@@ -42,9 +42,17 @@ def grid_picture(images: torch.Tensor, size: int = 336) -> np.ndarray:
     return np.repeat(np.repeat(g, k, 0), k, 1)
 
 
-def check(label, sampler, steps, eta, guidance_scale, seed, n) -> dict:
+def default_guidance_until() -> int:
+    """The guidance slider's partner: guide only while t <= this (the model's tuned interval; T-1 = always)."""
+    p = pipe()
+    return p.guidance_interval[1] if p.guidance_interval else p.timesteps - 1
+
+
+def check(label, sampler, steps, eta, guidance_scale, seed, n, guidance_until=None) -> dict:
     """Turn the UI/API values into Pipeline.progressive's arguments, or raise gr.Error."""
     p = pipe()
+    until = default_guidance_until() if guidance_until is None else \
+        number(guidance_until, "guide while t <=", 0, p.timesteps - 1, integer=True)
     if sampler not in SAMPLERS:
         raise gr.Error(f"unknown sampler {sampler!r}; choose one of: {', '.join(SAMPLERS)}")
     if label not in ("any", None, "") and label not in p.classes:
@@ -54,7 +62,8 @@ def check(label, sampler, steps, eta, guidance_scale, seed, n) -> dict:
     return dict(n=n, sampler=kind, variance=variance, steps=number(steps, "steps", 1, p.timesteps, integer=True),
                 eta=number(eta, "eta", 0, 1), guidance_scale=number(guidance_scale, "guidance scale", 0, MAX_GUIDANCE),
                 seed=number(seed, "seed", 0, 2 ** 31 - 1, integer=True),
-                labels=None if label in ("any", None, "") else [label])
+                labels=None if label in ("any", None, "") else [label],
+                guidance_interval=None if until == p.timesteps - 1 else (0, until))
 
 
 def visited(ts: list[int]) -> str:
@@ -97,10 +106,11 @@ def _stream(frames: Iterator, ts: list[int], n: int, first: torch.Tensor, lang: 
 
 
 def sample(label: str = "any", sampler: str = "ddim", steps: int = 50, eta: float = 0.0, guidance_scale: float = 3.0,
-           seed: int = 0, n: int = 16, lang: str = "en"):
+           seed: int = 0, n: int = 16, guidance_until: int | None = None, lang: str = "en"):
     """Stream a reverse run: one update per step (x_t grid, predicted-x_0 grid, progress, ...).
-    The last update's first output is the final image grid. The API's /sample."""
-    a = check(label, sampler, steps, eta, guidance_scale, seed, n)
+    The last update's first output is the final image grid. The API's /sample.
+    guidance_until: guide only while t <= this, plain conditional above (None: the model's default)."""
+    a = check(label, sampler, steps, eta, guidance_scale, seed, n, guidance_until)
     p = pipe()
     from ddpm.samplers import timesteps_for
     ts = timesteps_for(a["sampler"], a["steps"], p.timesteps)
@@ -128,9 +138,10 @@ def to_model_image(image) -> torch.Tensor:
 
 
 def from_image(image=None, start_t: int = 600, label: str = "any", sampler: str = "ddim", steps: int = 50,
-               eta: float = 0.0, guidance_scale: float = 3.0, seed: int = 0, n: int = 4, lang: str = "en"):
+               eta: float = 0.0, guidance_scale: float = 3.0, seed: int = 0, n: int = 4,
+               guidance_until: int | None = None, lang: str = "en"):
     """SDEdit: noise a real image to start_t with q(x_t | x_0), then run the reverse chain from there."""
-    a = check(label, sampler, steps, eta, guidance_scale, seed, n)
+    a = check(label, sampler, steps, eta, guidance_scale, seed, n, guidance_until)
     p = pipe()
     start_t = number(start_t, "start t", 0, p.timesteps - 1, integer=True)
     x0 = to_model_image(image)
@@ -143,9 +154,10 @@ def from_image(image=None, start_t: int = 600, label: str = "any", sampler: str 
     yield from _stream(frames, ts, a["n"], ((noisy.clamp(-1, 1) + 1) / 2).float(), lang)
 
 
-def compare(label: str = "any", steps: int = 50, guidance_scale: float = 3.0, seed: int = 0, n: int = 4):
+def compare(label: str = "any", steps: int = 50, guidance_scale: float = 3.0, seed: int = 0, n: int = 4,
+            guidance_until: int | None = None):
     """DDIM (steps) and DDPM (all T) from the very same x_T: yields (DDIM grid, DDPM grid, note)."""
-    a = check(label, "ddim", steps, 0.0, guidance_scale, seed, n)
+    a = check(label, "ddim", steps, 0.0, guidance_scale, seed, n, guidance_until)
     p = pipe()
     x_T = p.initial_noise(a["n"], a["seed"])
     t0 = time.time()
@@ -194,7 +206,11 @@ def build(text: Text) -> dict:
                                             label=text("label")),
                                 lambda lang: dict(label=tr("label", lang),
                                                   choices=[(tr("any", lang), "any")] + [(c, c) for c in p.classes]))
-            guidance = text.reg(gr.Slider(0, 10, value=3.0, step=0.5, label=text("guidance")), label="guidance")
+            with gr.Row():
+                guidance = text.reg(gr.Slider(0, 10, value=3.0, step=0.5, label=text("guidance")), label="guidance")
+                until = text.reg(gr.Slider(0, p.timesteps - 1, value=default_guidance_until(), step=1,
+                                           label=text("guide_until"), info=text("guide_until_info")),
+                                 label="guide_until", info="guide_until_info")
             sampler = text.reg(gr.Dropdown(sampler_choices(), value="ddim", label=text("sampler")), label="sampler")
             with gr.Row():
                 steps = text.reg(gr.Slider(1, p.timesteps, value=50, step=1, label=text("steps")), label="steps")
@@ -218,7 +234,7 @@ def build(text: Text) -> dict:
     stored = gr.State([], time_to_live=3600)      # a run's frames, dropped an hour after the last use
     outs = [xt, x0, progress, stored, frame_k]
     # the app's language State is an input too; States are not API parameters, so /sample keeps its 7
-    run = go.click(sample, [label, sampler, steps, eta, guidance, seed, n, text.state], outs, api_name="sample",
+    run = go.click(sample, [label, sampler, steps, eta, guidance, seed, n, until, text.state], outs, api_name="sample",
                    concurrency_limit=2, concurrency_id="model")
     frame_k.input(scrub, [stored, frame_k], [xt, x0, progress], show_progress="hidden", api_visibility="private")
     for trigger in (seed.submit, n.release):
@@ -240,7 +256,7 @@ def build(text: Text) -> dict:
                              label="pred_x0")
         sd_note = gr.Markdown()
         sd_stored, sd_k = gr.State([], time_to_live=3600), gr.State(0)
-        run_img = go_img.click(from_image, [source, start_t, label, sampler, steps, eta, guidance, seed, n, text.state],
+        run_img = go_img.click(from_image, [source, start_t, label, sampler, steps, eta, guidance, seed, n, until, text.state],
                                [sd_xt, sd_x0, sd_note, sd_stored, sd_k], concurrency_limit=2,
                                concurrency_id="model", api_visibility="private")
     with text.reg(gr.Accordion(text("compare"), open=False), label="compare"):
@@ -251,10 +267,11 @@ def build(text: Text) -> dict:
             c_ddpm = text.reg(gr.Image(label=text("ddpm_result"), format="png", interactive=False, height=280),
                               label="ddpm_result")
         c_note = gr.Markdown()
-        run_cmp = go_cmp.click(compare, [label, steps, guidance, seed, n], [c_ddim, c_ddpm, c_note],
+        run_cmp = go_cmp.click(compare, [label, steps, guidance, seed, n, until], [c_ddim, c_ddpm, c_note],
                                concurrency_limit=2, concurrency_id="model", api_visibility="private")
     stop.click(None, cancels=[run, run_img, run_cmp], api_visibility="private")
-    return dict(label=label, sampler=sampler, steps=steps, eta=eta, guidance=guidance, seed=seed, n=n,
+    return dict(label=label, sampler=sampler, steps=steps, eta=eta, guidance=guidance, guide_until=until,
+                seed=seed, n=n,
                 refresh=[(preview, [seed, n, text.state], [xt, x0, progress])])
 
 

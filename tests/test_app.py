@@ -21,7 +21,7 @@ def test_api_names_and_parameters(client):
     params = {ep: [p["parameter_name"] for p in api[ep]["parameters"]] for ep in ("/forward", "/posterior", "/sample")}
     assert params["/forward"] == ["image", "t", "schedule", "timesteps", "beta_start", "beta_end"]
     assert params["/posterior"] == ["image", "t", "schedule", "timesteps", "beta_start", "beta_end"]
-    assert params["/sample"] == ["label", "sampler", "steps", "eta", "guidance_scale", "seed", "n"]
+    assert params["/sample"] == ["label", "sampler", "steps", "eta", "guidance_scale", "seed", "n", "guidance_until"]
 
 
 def test_forward_and_posterior(client, tmp_path):

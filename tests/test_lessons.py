@@ -139,10 +139,22 @@ def test_reverse_streams_one_update_per_step_and_ends_with_the_final_grid():
     (("any", "ddim", 5, 2, 3, 0, 4), "eta"), (("any", "ddim", 5, 0, 99, 0, 4), "guidance"),
     (("any", "ddim", 5, 0, 3, 0, 17), "n"), (("any", "ddim", 5, 0, 3, 0, 0), "n"),
     (("any", "ddim", 5, 0, float("nan"), 0, 4), "guidance"), (("any", "ddim", 5, 0, 3, -5, 4), "seed"),
+    (("any", "ddim", 5, 0, 3, 0, 4, 1000), "guide while"), (("any", "ddim", 5, 0, 3, 0, 4, 2.5), "guide while"),
 ])
 def test_reverse_bad_values(args, match):
     with pytest.raises(gr.Error, match=match):
         _drain(reverse.sample(*args))
+
+
+def test_guidance_until_is_the_library_interval():
+    """The slider beside s: guide while t <= until; T-1 is classic guidance at every step."""
+    p = reverse.pipe()
+    for until, interval in ((999, None), (300, (0, 300)), (None, p.guidance_interval)):
+        ups = _drain(reverse.sample("Coat", "ddim", 4, 0.0, 4.0, 2, 2, until))
+        want = p.sample(n=2, steps=4, guidance_scale=4.0, labels=["Coat"], seed=2, guidance_interval=interval)
+        assert np.array_equal(ups[-1][0], reverse.grid_picture(want))
+    classic = p.sample(n=2, steps=4, guidance_scale=4.0, labels=["Coat"], seed=2, guidance_interval=None)
+    assert not np.array_equal(ups[-1][0], reverse.grid_picture(classic))    # the default really limits it
 
 
 def test_from_image():

@@ -49,8 +49,12 @@ def test_guidance_interval(pipe):
     """Guidance limited to an interval of t: the full interval is plain guidance; an interval that no
     visited t falls in is the plain conditional model (s = 1)."""
     base = dict(n=2, steps=5, seed=0, labels=["Bag", "Dress"], guidance_scale=3.0)
-    g3, g1 = pipe.sample(**base), pipe.sample(**{**base, "guidance_scale": 1.0})
+    g3, g1 = pipe.sample(**base, guidance_interval=None), pipe.sample(**{**base, "guidance_scale": 1.0})
     assert torch.equal(pipe.sample(**base, guidance_interval=(0, 999)), g3)
+    # by default, the interval tuned for this model in its JSON (MODEL_CARD.md)
+    lo, hi = pipe.guidance_interval
+    assert 0 <= lo < hi < 999
+    assert torch.equal(pipe.sample(**base), pipe.sample(**base, guidance_interval=(lo, hi)))
     assert torch.allclose(pipe.sample(**base, guidance_interval=(1, 199)), g1, atol=1e-6)   # visits 999, 749, 500, 250, 0
     middle = pipe.sample(**base, guidance_interval=(200, 600))
     assert (middle - g3).abs().mean() > 1e-3 and (middle - g1).abs().mean() > 1e-3

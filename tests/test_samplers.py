@@ -159,6 +159,9 @@ def test_guidance_interval_guides_only_inside_it():
     assert torch.allclose(out, torch.tensor([[1.0] * 3, [2.5] * 3]))
     plain = guided(model, torch.tensor([3, 4]), guidance_scale=2.5)
     assert torch.equal(plain(torch.zeros(2, 3), torch.tensor([999, 999])), torch.full((2, 3), 2.5))
+    # s <= 1 has no push to limit: s = 0 stays the unconditional model at every t
+    uncond = guided(model, torch.tensor([3, 4]), guidance_scale=0.0, interval=(100, 500))
+    assert torch.equal(uncond(torch.zeros(2, 3), torch.tensor([999, 999])), torch.zeros(2, 3))
 
 
 def test_timesteps_for():

@@ -34,15 +34,19 @@ def guided(model: torch.nn.Module, labels: torch.Tensor | None, guidance_scale: 
     s > 1 pushes samples towards what makes the class recognisable. Conditional and unconditional
     passes run as one batch of 2B, which is faster than two calls of B.
 
-    interval (t_lo, t_hi): guide only while t_lo <= t <= t_hi and use the plain conditional model
-    (s = 1, one pass of B) elsewhere (Kynkäänniemi et al. 2024). At high noise guidance mostly drives
-    every sample towards the same prototype (it costs diversity); at low noise it changes little.
+    interval (t_lo, t_hi), for s > 1: push beyond the conditional model only while t_lo <= t <= t_hi,
+    and use the plain conditional model (s = 1, one pass of B) elsewhere (Kynkäänniemi et al. 2024).
+    At high noise guidance mostly drives every sample towards the same prototype (it costs
+    diversity); at low noise it changes little. For s <= 1 (unconditional, a mix, plain conditional)
+    there is no push to limit, and the classic formula holds at every step.
     """
     if labels is None:
         return lambda x, t: model(x, t, labels=None)
     if guidance_scale == 1.0:
         return lambda x, t: model(x, t, labels=labels)
-    lo, hi = interval if interval is not None else (float("-inf"), float("inf"))
+    if interval is None or guidance_scale < 1.0:
+        interval = (float("-inf"), float("inf"))
+    lo, hi = interval
 
     def fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         inside = (t >= lo) & (t <= hi)                                            # (B,)
