@@ -28,3 +28,20 @@ def test_table_format():
 def test_shipped_classifier_is_accurate():
     assert CLASSIFIER.exists()
     assert accuracy(load_classifier()) > 0.85
+
+
+@pytest.mark.skipif(not is_fashion_mnist_dir(FASHION_MNIST_DIR), reason="Debian's dataset-fashion-mnist not installed")
+def test_real_floor_is_stable_and_shrinks_with_the_sample_size():
+    """Real training images against the test set: the distance a perfect generator gets. Averaged over
+    subsets, it is the same whatever was computed before it, and it falls as the sample grows."""
+    from ddpm.data import load_fashion_mnist
+    from ddpm.evaluate import features, real_floor
+    clf = load_classifier()
+    test_x, _ = load_fashion_mnist(split="test")
+    train_x, _ = load_fashion_mnist(split="train")
+    test_f = features(clf, test_x[:5000].float() / 255)
+    small, large = real_floor(clf, train_x, test_f, 100, repeats=3), real_floor(clf, train_x, test_f, 1000, repeats=3)
+    assert real_floor(clf, train_x, test_f, 100, repeats=3) == small
+    assert 0 < large < small / 3                          # the bias of a Fréchet distance falls like 1/m
+    noise = frechet_distance(features(clf, torch.rand(100, 1, 28, 28)), test_f)
+    assert noise > 10 * small
