@@ -8,6 +8,7 @@ printed beside its floor (real train vs real test) and its ceiling (noise), plus
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 import torch
@@ -186,13 +187,17 @@ def _main(a: argparse.Namespace) -> None:
     configs = [("ddim", 50), ("ddim", 20)] if a.skip_ddpm else None
     if a.configs:
         configs = [(c.split(":")[0], int(c.split(":")[1])) for c in a.configs.split(",")]
-    interval = {"default": "default", "none": None}.get(a.guidance_interval)
-    if "," in a.guidance_interval:
-        interval = tuple(int(v) for v in a.guidance_interval.split(","))
+    if a.guidance_interval == "default":
+        interval = load_pretrained(a.model).guidance_interval
+    elif a.guidance_interval == "none":
+        interval = None
+    else:
+        try:
+            interval = tuple(int(v) for v in a.guidance_interval.split(","))
+        except ValueError:
+            sys.exit(f"--guidance-interval: 'default', 'none' or LO,HI, got {a.guidance_interval!r}")
     kinds = {"both": (True, False), "conditional": (True,), "unconditional": (False,)}[a.rows]
     rows = evaluate(a.model, a.n, a.n_ddpm, a.guidance_scale, a.seed, configs, a.precision, interval, kinds)
-    if interval == "default":
-        interval = load_pretrained(a.model).guidance_interval
     print(f"Guidance only for {interval[0]} <= t <= {interval[1]}, plain conditional elsewhere." if interval
           else "Guidance at every step (classic).")
     print(format_table(rows, accuracy(load_classifier()), a.guidance_scale))

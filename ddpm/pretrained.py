@@ -106,7 +106,7 @@ class Pipeline:
         return torch.tensor(out, dtype=torch.long, device=self.device)
 
     def check(self, n: int, sampler: str, steps: int, eta: float, guidance_scale: float, variance: str,
-              start_t: int | None) -> None:
+              start_t: int | None, guidance_interval: tuple[int, int] | None = None) -> None:
         T = self.timesteps
         limit = 1024 if self.is_image else 20000
         if not (isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= limit):
@@ -123,16 +123,11 @@ class Pipeline:
             raise ValueError(f"guidance_scale must lie in [0, {MAX_GUIDANCE:g}], got {guidance_scale!r}")
         if start_t is not None and not (isinstance(start_t, int) and 0 <= start_t <= T - 1):
             raise ValueError(f"start_t must be an integer in [0, {T - 1}], got {start_t!r}")
-
-    def check_interval(self, interval) -> None:
-        if interval is None:
-            return
-        T = self.timesteps
-        ok = (isinstance(interval, (tuple, list)) and len(interval) == 2
-              and all(isinstance(v, int) and not isinstance(v, bool) for v in interval)
-              and 0 <= interval[0] <= interval[1] <= T - 1)
-        if not ok:
-            raise ValueError(f"guidance_interval must be two integers 0 <= t_lo <= t_hi <= {T - 1}, got {interval!r}")
+        iv = guidance_interval
+        if iv is not None and not (isinstance(iv, (tuple, list)) and len(iv) == 2
+                                   and all(isinstance(v, int) and not isinstance(v, bool) for v in iv)
+                                   and 0 <= iv[0] <= iv[1] <= T - 1):
+            raise ValueError(f"guidance_interval must be two integers 0 <= t_lo <= t_hi <= {T - 1}, got {iv!r}")
 
     # ---- sampling ---------------------------------------------------------------------------------
     def initial_noise(self, n: int, seed: int = 0) -> torch.Tensor:
@@ -154,12 +149,12 @@ class Pipeline:
         model elsewhere (Kynkäänniemi et al. 2024: more diverse samples, fewer network calls); None:
         classic guidance at every step (Ho & Salimans 2022); "default": the model's `guidance_interval`.
         """
-        if isinstance(guidance_interval, str) and guidance_interval == "default":
+        if guidance_interval == "default":
             guidance_interval = self.guidance_interval
         if init_image is not None and start_t is None:
             start_t = int(self.timesteps * 0.6)
-        self.check(n, sampler, steps, eta, guidance_scale, variance, start_t if init_image is not None else None)
-        self.check_interval(guidance_interval)
+        self.check(n, sampler, steps, eta, guidance_scale, variance, start_t if init_image is not None else None,
+                   guidance_interval)
         lab = self.label_indices(labels, n)
         g = torch.Generator().manual_seed(int(seed))                    # private: no global RNG touched
         x = torch.randn((n, *self.data_shape), generator=g).to(self.device) if x_T is None else x_T.to(self.device)

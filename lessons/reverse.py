@@ -233,7 +233,7 @@ def build(text: Text) -> dict:
                 gif = text.reg(gr.File(label=text("gif_file"), height=60, visible=False), label="gif_file")
     stored = gr.State([], time_to_live=3600)      # a run's frames, dropped an hour after the last use
     outs = [xt, x0, progress, stored, frame_k]
-    # the app's language State is an input too; States are not API parameters, so /sample keeps its 7
+    # the app's language State is an input too; States are not API parameters, so /sample has 8
     run = go.click(sample, [label, sampler, steps, eta, guidance, seed, n, until, text.state], outs, api_name="sample",
                    concurrency_limit=2, concurrency_id="model")
     frame_k.input(scrub, [stored, frame_k], [xt, x0, progress], show_progress="hidden", api_visibility="private")
