@@ -207,8 +207,10 @@ def build(text: Text) -> dict:
                                 lambda lang: dict(label=tr("label", lang),
                                                   choices=[(tr("any", lang), "any")] + [(c, c) for c in p.classes]))
             with gr.Row():
-                guidance = text.reg(gr.Slider(0, 10, value=3.0, step=0.5, label=text("guidance")), label="guidance")
-                until = text.reg(gr.Slider(0, p.timesteps - 1, value=default_guidance_until(), step=1,
+                # min_width: on a phone the two wrap onto their own lines instead of squeezing their labels
+                guidance = text.reg(gr.Slider(0, 10, value=3.0, step=0.5, label=text("guidance"), min_width=220),
+                                    label="guidance")
+                until = text.reg(gr.Slider(0, p.timesteps - 1, value=default_guidance_until(), step=1, min_width=220,
                                            label=text("guide_until"), info=text("guide_until_info")),
                                  label="guide_until", info="guide_until_info")
             sampler = text.reg(gr.Dropdown(sampler_choices(), value="ddim", label=text("sampler")), label="sampler")
@@ -217,7 +219,7 @@ def build(text: Text) -> dict:
                 eta = text.reg(gr.Slider(0, 1, value=0.0, step=0.05, label=text("eta")), label="eta")
             with gr.Row():
                 seed = text.reg(gr.Number(0, precision=0, minimum=0, label=text("seed"), min_width=80), label="seed")
-                n = text.reg(gr.Slider(1, MAX_N, value=16, step=1, label=text("n")), label="n")
+                n = text.reg(gr.Slider(1, MAX_N, value=16, step=1, label=text("n"), min_width=220), label="n")
             with gr.Row():
                 go = text.reg(gr.Button(text("generate"), variant="primary"), value="generate")
                 stop = text.reg(gr.Button(text("stop"), variant="stop"), value="stop")
