@@ -4,6 +4,7 @@ Handlers raise `gr.Error` with a plain message for bad input; the server keeps s
 """
 from __future__ import annotations
 
+import json
 import math
 from functools import lru_cache
 from pathlib import Path
@@ -11,6 +12,8 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 import torch
+
+from gradio.components.plot import PlotData
 
 from ddpm import SCHEDULES, Schedule, make_schedule
 from ddpm.data import image_to_tensor
@@ -144,6 +147,21 @@ def strip(images: list[torch.Tensor], size: int = 96, pad: int = 4) -> np.ndarra
 def noise_like(x0: torch.Tensor, seed: int = 0) -> torch.Tensor:
     """The same eps for the same image shape and seed, so moving t changes only the mix, not the noise."""
     return torch.randn(x0.shape, generator=torch.Generator().manual_seed(int(seed)))
+
+
+def plain_figure(fig) -> dict:
+    """A plotly go.Figure -> a plain JSON-safe dict {"data": [...], "layout": {...}} (arrays become lists)."""
+    return json.loads(fig.to_json())
+
+
+def plot_data(fig: dict) -> PlotData:
+    """A plain figure dict -> what gr.Plot sends to the browser (Plotly JSON).
+
+    Why not return a go.Figure: plotly validates every property as the figure is built, ~100 ms for the
+    forward tab's three panels, and a dragged t slider asks for a figure per tick. So the tabs build the
+    parts that do not move with t once per schedule with plotly (cached, as plain dicts) and add the
+    t marker as a few small dicts here: ~1 ms."""
+    return PlotData(type="plotly", plot=json.dumps(fig))
 
 
 def fmt(v: float) -> str:

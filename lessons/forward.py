@@ -1,6 +1,8 @@
 """Tab 1 · Forward process: q(x_t | x_0) in closed form (Eq. 4), live on a real image."""
 from __future__ import annotations
 
+from functools import lru_cache
+
 import gradio as gr
 import numpy as np
 import plotly.graph_objects as go
@@ -11,10 +13,13 @@ from ddpm import SCHEDULES, Schedule, q_sample
 
 from .common import (
     LATEX,
+    PlotData,
     fmt,
     image_picker,
     load_image,
     noise_like,
+    plain_figure,
+    plot_data,
     schedule_controls,
     schedule_from,
     strip,
@@ -31,41 +36,59 @@ def _thin(T: int, k: int = 400) -> np.ndarray:
     return np.unique(np.linspace(0, T - 1, min(T, k)).round().astype(int))
 
 
-def curves_figure(s: Schedule, t: int, other: Schedule | None = None) -> go.Figure:
-    """beta_t; alpha-bar, sqrt(alpha-bar), sqrt(1 - alpha-bar); log SNR; a marker at t."""
+def _series(s: Schedule) -> list[tuple[int, str, torch.Tensor]]:
+    """(subplot row, name, values over t) of every curve the forward tab draws."""
+    return [(1, "β_t", s.betas), (2, "ᾱ_t", s.alphas_cumprod), (2, "√ᾱ_t (signal)", s.sqrt_alphas_cumprod),
+            (2, "√(1−ᾱ_t) (noise)", s.sqrt_one_minus_alphas_cumprod), (3, "log SNR", s.snr.log())]
+
+
+@lru_cache(maxsize=16)
+def _curves_base(s: Schedule) -> dict:
+    """The curves of one schedule, without the t marker, as a plain figure dict. Cached per schedule
+    (the sliders get their schedules from a cache too, so the same settings give the same object)."""
     idx = _thin(s.timesteps)
     fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.06,
                         subplot_titles=("β_t", "ᾱ_t,  √ᾱ_t,  √(1−ᾱ_t)", "log SNR_t = log ᾱ_t / (1−ᾱ_t)"))
-    series = [(1, "β_t", s.betas), (2, "ᾱ_t", s.alphas_cumprod), (2, "√ᾱ_t (signal)", s.sqrt_alphas_cumprod),
-              (2, "√(1−ᾱ_t) (noise)", s.sqrt_one_minus_alphas_cumprod), (3, "log SNR", s.snr.log())]
-    for row, name, y in series:
+    for row, name, y in _series(s):
         fig.add_trace(go.Scatter(x=idx, y=y.numpy()[idx], name=name, mode="lines"), row=row, col=1)
-        fig.add_trace(go.Scatter(x=[t], y=[y[t].item()], mode="markers", marker=dict(size=9, color="black"),
-                                 showlegend=False, hovertemplate=f"{name}(t={t}) = %{{y:.5g}}<extra></extra>"),
-                      row=row, col=1)
-    if other is not None:
-        oi = _thin(other.timesteps)
-        fig.add_trace(go.Scatter(x=oi, y=other.alphas_cumprod.numpy()[oi], name=f"ᾱ_t ({other.kind})",
-                                 line=dict(dash="dash")), row=2, col=1)
-    for row in (1, 2, 3):
-        fig.add_vline(x=t, line=dict(color="grey", dash="dot"), row=row, col=1)
     fig.update_xaxes(title_text="timestep t", row=3, col=1)
     fig.update_layout(height=560, margin=dict(l=50, r=10, t=40, b=40), legend=dict(orientation="h", y=-0.12),
                       template="plotly_white")
-    return fig
+    return plain_figure(fig)
 
 
-def histogram_figure(x_t: torch.Tensor, t: int) -> go.Figure:
-    """Histogram of x_t's pixels with the N(0, 1) density: at large t they coincide."""
+def curves_figure(s: Schedule, t: int) -> PlotData:
+    """beta_t; alpha-bar, sqrt(alpha-bar), sqrt(1 - alpha-bar); log SNR; a marker and a dotted line at t."""
+    base = _curves_base(s)
+    axis = {1: "", 2: "2", 3: "3"}                                         # subplot row -> plotly's axis suffix
+    markers = [dict(type="scatter", x=[t], y=[y[t].item()], xaxis="x" + axis[row], yaxis="y" + axis[row],
+                    mode="markers", marker=dict(size=9, color="black"), showlegend=False,
+                    hovertemplate=f"{name}(t={t}) = %{{y:.5g}}<extra></extra>")
+               for row, name, y in _series(s)]
+    lines = [dict(type="line", x0=t, x1=t, xref="x" + axis[row], y0=0, y1=1, yref=f"y{axis[row]} domain",
+                  line=dict(color="grey", dash="dot")) for row in (1, 2, 3)]
+    return plot_data({"data": base["data"] + markers, "layout": {**base["layout"], "shapes": lines}})
+
+
+@lru_cache(maxsize=1)
+def _histogram_base() -> dict:
+    """Axes and the N(0, 1) density: the parts of the histogram that never change."""
     grid = np.linspace(-4, 4, 161)
-    fig = go.Figure(go.Histogram(x=x_t.flatten().numpy(), histnorm="probability density", nbinsx=60,
-                                 name=f"pixels of x_t (t={t})", marker_color="#6c8ebf"))
-    fig.add_trace(go.Scatter(x=grid, y=np.exp(-grid ** 2 / 2) / np.sqrt(2 * np.pi), name="N(0, 1)",
-                             line=dict(color="black")))
-    fig.update_layout(height=280, margin=dict(l=50, r=10, t=10, b=40), xaxis_title="pixel value",
+    fig = go.Figure(go.Scatter(x=grid, y=np.exp(-grid ** 2 / 2) / np.sqrt(2 * np.pi), name="N(0, 1)",
+                               line=dict(color="black")))
+    fig.update_layout(height=280, margin=dict(l=50, r=10, t=30, b=40), xaxis_title="pixel value",
                       yaxis_title="density", xaxis_range=[-4, 4], template="plotly_white",
-                      legend=dict(orientation="h", y=1.12))
-    return fig
+                      legend=dict(orientation="h", y=1.02, yanchor="bottom", x=1, xanchor="right"), bargap=0)
+    return plain_figure(fig)
+
+
+def histogram_figure(x_t: torch.Tensor, t: int) -> PlotData:
+    """Histogram of x_t's pixels with the N(0, 1) density: at large t they coincide."""
+    density, edges = np.histogram(x_t.flatten().numpy(), bins=60, range=(-4, 4), density=True)
+    bars = dict(type="bar", x=((edges[:-1] + edges[1:]) / 2).tolist(), y=density.tolist(), width=float(edges[1] - edges[0]),
+                name=f"pixels of x_t (t={t})", marker=dict(color="#6c8ebf"))
+    base = _histogram_base()
+    return plot_data({"data": [bars] + base["data"], "layout": base["layout"]})
 
 
 def formula(s: Schedule, t: int) -> str:

@@ -1,6 +1,8 @@
 """Tab 2 · Posterior: q(x_{t-1} | x_t, x_0) (Eq. 6-7) with its numbers, next to the images it gives."""
 from __future__ import annotations
 
+from functools import lru_cache
+
 import gradio as gr
 import plotly.graph_objects as go
 import torch
@@ -9,10 +11,13 @@ from ddpm import Schedule, q_posterior, q_sample
 
 from .common import (
     LATEX,
+    PlotData,
     fmt,
     image_picker,
     load_image,
     noise_like,
+    plain_figure,
+    plot_data,
     schedule_controls,
     schedule_from,
     timestep,
@@ -40,18 +45,25 @@ def formula(s: Schedule, t: int) -> str:
     ])
 
 
-def variance_figure(s: Schedule, t: int) -> go.Figure:
-    """The paper's two choices for sigma_t^2: beta_t (upper bound) and beta-tilde_t (lower bound)."""
+@lru_cache(maxsize=16)
+def _variance_base(s: Schedule) -> dict:
+    """Both variance curves of one schedule, without the t markers (cached, see common.plot_data)."""
     idx = _thin(s.timesteps)
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=idx, y=s.betas.numpy()[idx], name="β_t  (fixed_large)"))
     fig.add_trace(go.Scatter(x=idx, y=s.posterior_variance.numpy()[idx], name="β̃_t  (fixed_small)"))
-    fig.add_trace(go.Scatter(x=[t, t], y=[s.betas[t].item(), s.posterior_variance[t].item()], mode="markers",
-                             marker=dict(size=9, color="black"), showlegend=False))
-    fig.update_layout(height=300, margin=dict(l=50, r=10, t=10, b=40), xaxis_title="timestep t",
+    fig.update_layout(height=300, margin=dict(l=50, r=10, t=30, b=40), xaxis_title="timestep t",
                       yaxis_title="variance", yaxis_type="log", template="plotly_white",
-                      legend=dict(orientation="h", y=1.12))
-    return fig
+                      legend=dict(orientation="h", y=1.02, yanchor="bottom", x=1, xanchor="right"))
+    return plain_figure(fig)
+
+
+def variance_figure(s: Schedule, t: int) -> PlotData:
+    """The paper's two choices for sigma_t^2: beta_t (upper bound) and beta-tilde_t (lower bound), marked at t."""
+    base = _variance_base(s)
+    marker = dict(type="scatter", x=[t, t], y=[s.betas[t].item(), s.posterior_variance[t].item()], mode="markers",
+                  marker=dict(size=9, color="black"), showlegend=False)
+    return plot_data({"data": base["data"] + [marker], "layout": base["layout"]})
 
 
 def posterior(image=None, t: int = 500, schedule: str = "linear", timesteps: int = 1000, beta_start: float = 1e-4,

@@ -9,6 +9,7 @@ from functools import lru_cache
 import gradio as gr
 import numpy as np
 import plotly.graph_objects as go
+from plotly.colors import get_colorscale
 import torch
 
 import ddpm
@@ -18,13 +19,14 @@ from ddpm.samplers import guided, sample_loop, timesteps_for
 from ddpm.toy import TOYS, make_toy, toy_dataset
 from ddpm.vlb import vlb_terms
 
-from .common import LATEX, choice, example_names, load_image, number
+from .common import LATEX, PlotData, choice, example_names, load_image, number, plain_figure, plot_data
 from .i18n import Text, lesson, tr
 
 TOY_T = 100          # forward steps of the toy diffusion
 N_POINTS = 500       # points in the sample scatter and the flow
 SAMPLE_SEED = 0      # x_T and the DDPM noise of every toy sample: the same points in every frame
 LIM = 3.0            # fixed axis range [-LIM, LIM] of the point plots
+HSV = get_colorscale("HSV")   # hue by angle; plotly.js knows no "HSV" by name, so send the scale itself
 
 
 # ---- the variational bound on held-out Fashion-MNIST images --------------------------------------------------
@@ -103,18 +105,25 @@ def _colours(x_0: np.ndarray) -> np.ndarray:
     return np.arctan2(x_0[:, 1], x_0[:, 0])
 
 
-def points_figure(name: str, pts: np.ndarray, colours: np.ndarray, title: str = "") -> go.Figure:
-    """The samples (coloured) over the real data (light grey); fixed square axes [-3, 3]."""
+@lru_cache(maxsize=len(TOYS))
+def _points_base(name: str) -> dict:
+    """The real data (light grey) on fixed square axes: the part of every point plot that never changes."""
     real = _real(name)
     fig = go.Figure(go.Scatter(x=real[:, 0], y=real[:, 1], mode="markers", name="data",
                                marker=dict(size=3, color="#d0d0d0"), hoverinfo="skip"))
-    fig.add_trace(go.Scatter(x=pts[:, 0], y=pts[:, 1], mode="markers", name="samples",
-                             marker=dict(size=5, color=colours, colorscale="HSV", cmin=-np.pi, cmax=np.pi)))
-    fig.update_layout(height=420, margin=dict(l=30, r=10, t=30 if title else 10, b=30), template="plotly_white",
-                      title=dict(text=title, font=dict(size=13)), showlegend=False,
+    fig.update_layout(height=420, margin=dict(l=30, r=10, t=30, b=30), template="plotly_white", showlegend=False,
                       xaxis=dict(range=[-LIM, LIM], constrain="domain"),
                       yaxis=dict(range=[-LIM, LIM], scaleanchor="x", scaleratio=1, constrain="domain"))
-    return fig
+    return plain_figure(fig)
+
+
+def points_figure(name: str, pts: np.ndarray, colours: np.ndarray, title: str = "") -> PlotData:
+    """The samples (coloured) over the real data; a plain figure, since the flow slider asks for one per tick."""
+    base = _points_base(name)
+    samples = dict(type="scatter", x=pts[:, 0].tolist(), y=pts[:, 1].tolist(), mode="markers", name="samples",
+                   marker=dict(size=5, color=colours.tolist(), colorscale=HSV, cmin=-np.pi, cmax=np.pi))
+    layout = {**base["layout"], "title": dict(text=title, font=dict(size=13))}
+    return plot_data({"data": base["data"] + [samples], "layout": layout})
 
 
 def loss_figure(losses: list[float]) -> go.Figure:
@@ -193,7 +202,7 @@ def _trajectory(state, name: str) -> np.ndarray | None:
     return shipped_run(name)
 
 
-def flow_plot(state=None, step: int = 0, name: str = "two-moons") -> go.Figure:
+def flow_plot(state=None, step: int = 0, name: str = "two-moons") -> PlotData:
     """The points after `step` reverse steps (0 = pure noise x_T): from the model trained here, else the shipped
     one; with neither, only the data."""
     name = choice(name, "toy data set", TOYS)

@@ -3,9 +3,11 @@ import re
 
 import gradio as gr
 import numpy as np
+import plotly.graph_objects as go
 import pytest
 import torch
 
+from figures import array, load
 from lessons import training
 
 
@@ -52,12 +54,12 @@ def test_train_toy_learns_two_moons():
     data = training._real("two-moons")
     traj = state["traj"]
     assert _nn_dist(traj[-1], data) < 0.5 * _nn_dist(traj[0], data)   # noise x_T -> points on the moons
-    final = outs[-1][1].data[1]                                       # the scatter shows the end of the run
-    assert np.allclose(final.x, traj[-1][:, 0]) and np.allclose(final.y, traj[-1][:, 1])
+    final = load(outs[-1][1])["data"][1]                              # the scatter shows the end of the run
+    assert np.allclose(final["x"], traj[-1][:, 0]) and np.allclose(final["y"], traj[-1][:, 1])
     # the flow slider scrubs the stored run: step 0 is the noise, the last step the samples
-    assert np.allclose(training.flow_plot(state, 0, "two-moons").data[1].x, traj[0][:, 0])
+    assert np.allclose(load(training.flow_plot(state, 0, "two-moons"))["data"][1]["x"], traj[0][:, 0])
     update, fig = training.flow_reset(state, "two-moons")
-    assert update["maximum"] == 100 and np.allclose(fig.data[1].y, traj[-1][:, 1])
+    assert update["maximum"] == 100 and np.allclose(load(fig)["data"][1]["y"], traj[-1][:, 1])
 
 
 def test_bad_arguments_give_clear_errors():
@@ -73,5 +75,6 @@ def test_bad_arguments_give_clear_errors():
 
 def test_flow_without_any_model_shows_only_data(monkeypatch):
     monkeypatch.setattr(training, "shipped_run", lambda name: None)
-    fig = training.flow_plot(None, 50, "rings")
-    assert len(fig.data[0].x) == 2000 and len(fig.data[1].x) == 0
+    fig = load(training.flow_plot(None, 50, "rings"))
+    go.Figure(fig)                                                    # valid plotly, although written by hand
+    assert len(array(fig["data"][0]["x"])) == 2000 and len(fig["data"][1]["x"]) == 0

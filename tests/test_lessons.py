@@ -1,12 +1,15 @@
 """lessons/forward.py, posterior.py, reverse.py, common.py: the handlers, called directly (no server)."""
 
+
 import gradio as gr
 import numpy as np
+import plotly.graph_objects as go
 import pytest
 import torch
 from PIL import Image
 
 from ddpm import make_schedule, q_posterior
+from figures import array, load
 from lessons import common, forward, posterior, reverse
 
 
@@ -22,7 +25,37 @@ def test_forward_outputs_and_formula_numbers():
     assert xt.shape == x0.shape and xt.dtype == np.uint8
     assert f"{s.sqrt_alphas_cumprod[500].item():.5f}" in eq and f"{s.sqrt_one_minus_alphas_cumprod[500].item():.5f}" in eq
     assert film.shape[1] > film.shape[0] * 4                               # a horizontal strip
-    assert len(curves.data) >= 5 and hist.data[0].type == "histogram"
+    curves, hist = load(curves), load(hist)
+    assert len(curves["data"]) >= 5 and hist["data"][0]["type"] == "bar"
+
+
+def test_forward_figures_are_valid_plotly_with_the_marker_at_t():
+    """The figures are written as plain dicts (fast); plotly itself must accept them, and the markers must
+    sit on the schedule's own values at t."""
+    s = make_schedule("cosine", 500)
+    fig = load(forward.curves_figure(s, 123))
+    go.Figure(fig)                                                         # raises on any invalid property
+    markers = [tr for tr in fig["data"] if tr.get("mode") == "markers"]
+    expected = [s.betas[123], s.alphas_cumprod[123], s.sqrt_alphas_cumprod[123],
+                s.sqrt_one_minus_alphas_cumprod[123], s.snr[123].log()]
+    assert [m["x"] for m in markers] == [[123]] * 5
+    assert np.allclose([m["y"][0] for m in markers], [float(v) for v in expected])
+    assert {sh["x0"] for sh in fig["layout"]["shapes"]} == {123} and len(fig["layout"]["shapes"]) == 3
+    lines = [tr for tr in fig["data"] if tr.get("mode") == "lines"]
+    x, y = array(lines[1]["x"]), array(lines[1]["y"])
+    assert np.allclose(y[-1], s.alphas_cumprod[-1].item()) and x[-1] == 499 and len(x) <= 400
+    # another t moves only the markers; the cached curves are not mutated
+    fig2 = load(forward.curves_figure(s, 7))
+    assert fig2["data"][:5] == fig["data"][:5] and fig2["layout"]["shapes"][0]["x0"] == 7
+    # the histogram is a density: bars integrate to 1 over [-4, 4]
+    x = torch.randn(1, 1, 64, 64, generator=torch.Generator().manual_seed(0))
+    hist = load(forward.histogram_figure(x, 999))
+    go.Figure(hist)
+    bars = hist["data"][0]
+    assert abs(sum(bars["y"]) * bars["width"] - 1) < 1e-6
+    var = load(posterior.variance_figure(s, 123))
+    go.Figure(var)
+    assert np.allclose(var["data"][-1]["y"], [s.betas[123].item(), s.posterior_variance[123].item()])
 
 
 def test_forward_at_t_is_the_full_handler_restricted_to_what_t_moves():
@@ -30,7 +63,7 @@ def test_forward_at_t_is_the_full_handler_restricted_to_what_t_moves():
     xt, x0, eps, eq, film, curves, hist = forward.forward(*args)
     xt2, eq2, curves2, hist2 = forward.forward_at_t(*args)
     assert np.array_equal(xt, xt2) and eq == eq2
-    assert curves.to_json() == curves2.to_json() and hist.to_json() == hist2.to_json()
+    assert curves.plot == curves2.plot and hist.plot == hist2.plot
 
 
 def test_forward_image_changes_with_t_and_is_noise_at_the_end():
