@@ -93,8 +93,9 @@ def histogram_figure(x_t: torch.Tensor, t: int) -> PlotData:
 
 def formula(s: Schedule, t: int) -> str:
     a, b = s.sqrt_alphas_cumprod[t].item(), s.sqrt_one_minus_alphas_cumprod[t].item()
-    return (f"$$x_{{{t}}} = \\sqrt{{\\bar\\alpha_{{{t}}}}}\\,x_0 + \\sqrt{{1-\\bar\\alpha_{{{t}}}}}\\,\\epsilon"
-            f" = {fmt(a)}\\,x_0 + {fmt(b)}\\,\\epsilon$$\n\n"
+    # two aligned lines, so that the formula fits a phone's width
+    return (f"$$\\begin{{aligned}}x_{{{t}}} &= \\sqrt{{\\bar\\alpha_{{{t}}}}}\\,x_0 + \\sqrt{{1-\\bar\\alpha_{{{t}}}}}\\,\\epsilon"
+            f" \\\\ &= {fmt(a)}\\,x_0 + {fmt(b)}\\,\\epsilon\\end{{aligned}}$$\n\n"
             f"$\\beta_{{{t}}} = {fmt(s.betas[t])}$, $\\bar\\alpha_{{{t}}} = {fmt(s.alphas_cumprod[t])}$, "
             f"$\\mathrm{{SNR}} = {fmt(s.snr[t])}$ (Ho et al. 2020, Eq. 4)")
 

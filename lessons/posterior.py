@@ -33,12 +33,13 @@ def formula(s: Schedule, t: int) -> str:
     bt, beta = s.posterior_variance[t].item(), s.betas[t].item()
     p = t - 1
     return "\n\n".join([
-        f"$$\\tilde\\mu_{{{t}}}(x_t, x_0) = \\frac{{\\sqrt{{\\bar\\alpha_{{{p}}}}}\\,\\beta_{{{t}}}}}{{1-\\bar\\alpha_{{{t}}}}}\\,x_0"
-        f" + \\frac{{\\sqrt{{\\alpha_{{{t}}}}}\\,(1-\\bar\\alpha_{{{p}}})}}{{1-\\bar\\alpha_{{{t}}}}}\\,x_t"
-        f" = {fmt(c1)}\\,x_0 + {fmt(c2)}\\,x_t$$",
-        f"$$\\tilde\\beta_{{{t}}} = \\frac{{1-\\bar\\alpha_{{{p}}}}}{{1-\\bar\\alpha_{{{t}}}}}\\,\\beta_{{{t}}}"
-        f" = {fmt(bt)}, \\qquad \\beta_{{{t}}} = {fmt(beta)}, \\qquad \\tilde\\beta_{{{t}}}/\\beta_{{{t}}}"
-        f" = {fmt(bt / beta)}$$",
+        # aligned lines, so that the formulas fit a phone's width
+        f"$$\\begin{{aligned}}\\tilde\\mu_{{{t}}}(x_t, x_0) &= \\frac{{\\sqrt{{\\bar\\alpha_{{{p}}}}}\\,\\beta_{{{t}}}}}{{1-\\bar\\alpha_{{{t}}}}}\\,x_0"
+        f" \\\\ &\\quad + \\frac{{\\sqrt{{\\alpha_{{{t}}}}}\\,(1-\\bar\\alpha_{{{p}}})}}{{1-\\bar\\alpha_{{{t}}}}}\\,x_t"
+        f" \\\\ &= {fmt(c1)}\\,x_0 + {fmt(c2)}\\,x_t\\end{{aligned}}$$",
+        f"$$\\begin{{aligned}}\\tilde\\beta_{{{t}}} &= \\frac{{1-\\bar\\alpha_{{{p}}}}}{{1-\\bar\\alpha_{{{t}}}}}\\,\\beta_{{{t}}}"
+        f" = {fmt(bt)} \\\\ \\beta_{{{t}}} &= {fmt(beta)}, \\qquad \\tilde\\beta_{{{t}}}/\\beta_{{{t}}}"
+        f" = {fmt(bt / beta)}\\end{{aligned}}$$",
         f"coef1 = `posterior_mean_coef1[{t}]` = **{fmt(c1)}**, coef2 = `posterior_mean_coef2[{t}]` = **{fmt(c2)}**, "
         f"β̃ = `posterior_variance[{t}]` = **{fmt(bt)}**, β = `betas[{t}]` = **{fmt(beta)}** "
         f"(Ho et al. 2020, Eq. 6–7; at t = 0 the paper's ᾱ₋₁ = 1)",
