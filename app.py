@@ -27,6 +27,12 @@ PARAMS = {
 CSS = """
 #header {align-items: center}
 #header h1 {margin: 0; font-size: 1.5rem}
+/* phones: the title gets the whole width and a smaller size, the language switch goes below it */
+@media (max-width: 600px) {
+  #header {flex-wrap: wrap}
+  #header > :first-child {min-width: 100% !important}
+  #header h1 {font-size: 1.25rem}
+}
 .katex-display {overflow-x: auto; overflow-y: hidden; padding: 2px 0}
 footer {display: none !important}
 /* the example picker: thumbnails shrink to fit the column instead of overflowing it, no empty band below */

@@ -56,7 +56,7 @@ UI: dict[str, dict[str, str]] = {
         "quiz_score_note": "(correct / answered multiple-choice)",
     },
     "zh": {
-        "title": "动手学扩散模型:从数学推导到 DDPM",
+        "title": "动手学扩散模型：从数学推导到 DDPM",
         "language": "语言",
         "tab.forward": "1 · 前向过程", "tab.posterior": "2 · 后验分布", "tab.reverse": "3 · 反向过程",
         "tab.training": "4 · 训练目标", "tab.quiz": "5 · 面试题",
