@@ -85,8 +85,8 @@ def _histogram_base() -> dict:
 def histogram_figure(x_t: torch.Tensor, t: int) -> PlotData:
     """Histogram of x_t's pixels with the N(0, 1) density: at large t they coincide."""
     density, edges = np.histogram(x_t.flatten().numpy(), bins=60, range=(-4, 4), density=True)
-    bars = dict(type="bar", x=((edges[:-1] + edges[1:]) / 2).tolist(), y=density.tolist(), width=float(edges[1] - edges[0]),
-                name=f"pixels of x_t (t={t})", marker=dict(color="#6c8ebf"))
+    bars = dict(type="bar", x=((edges[:-1] + edges[1:]) / 2).tolist(), y=density.tolist(),
+                width=float(edges[1] - edges[0]), name=f"pixels of x_t (t={t})", marker=dict(color="#6c8ebf"))
     base = _histogram_base()
     return plot_data({"data": [bars] + base["data"], "layout": base["layout"]})
 
