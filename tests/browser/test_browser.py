@@ -96,12 +96,15 @@ def test_deep_link_selects_tab_and_settings(page, app_url):
 
 
 def test_stop_cancels_a_running_generation(page, app_url):
-    page.goto(app_url + "?tab=reverse&sampler=ddpm&n=16")
+    page.goto(app_url + "?tab=reverse&sampler=ddpm&n=12")
     page.get_by_role("tab", name="3 · Reverse process", selected=True).wait_for(timeout=15_000)
-    page.wait_for_timeout(1500)
+    # click only once the deep link has been applied: a click during the page's start-up can be lost
+    page.wait_for_function("document.querySelector('input[aria-label=\"number input for Images\"]')"
+                           "?.value === '12'", timeout=30_000)
+    page.wait_for_timeout(500)
     page.get_by_role("button", name="Generate", exact=True).click()
     progress = page.locator("#reverse-progress")
-    page.wait_for_function("document.querySelector('#reverse-progress').innerText.includes('step')", timeout=30_000)
+    page.wait_for_function("document.querySelector('#reverse-progress').innerText.includes('step')", timeout=60_000)
     page.get_by_role("button", name="Stop", exact=True).click()
     page.wait_for_timeout(1500)
     stopped_at = progress.inner_text()
