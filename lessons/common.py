@@ -12,7 +12,6 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 import torch
-
 from gradio.components.plot import PlotData
 
 from ddpm import SCHEDULES, Schedule, make_schedule
@@ -150,7 +149,8 @@ def noise_like(x0: torch.Tensor, seed: int = 0) -> torch.Tensor:
 
 
 def plain_figure(fig) -> dict:
-    """A plotly go.Figure -> a plain JSON-safe dict {"data": [...], "layout": {...}} (arrays become lists)."""
+    """A plotly go.Figure -> a plain JSON-safe dict {"data": [...], "layout": {...}}; numpy arrays stay in
+    plotly's compact typed-array form {"dtype", "bdata"}, which plotly.js reads as it is."""
     return json.loads(fig.to_json())
 
 

@@ -1,6 +1,5 @@
 """lessons/forward.py, posterior.py, reverse.py, common.py: the handlers, called directly (no server)."""
 
-
 import gradio as gr
 import numpy as np
 import plotly.graph_objects as go
