@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import torch
 
@@ -34,6 +35,9 @@ def _train_parser(sub) -> None:
     p.add_argument("--objective", default="pred_noise", choices=["pred_noise", "pred_x0", "pred_v"],
                    help="what the network predicts")
     p.add_argument("--min-snr-gamma", type=float, default=None, help="min-SNR loss weighting (e.g. 5); off if unset")
+    p.add_argument("--teacher", default=None,
+                   help="distil: a shipped model name or checkpoint whose predictions are the targets; its "
+                        "schedule, objective and min-SNR weighting are used")
     p.add_argument("--train-batch-size", type=int, default=64, help="images per step (per process)")
     p.add_argument("--gradient-accumulate-every", type=int, default=1, help="micro-batches per optimiser step")
     p.add_argument("--train-lr", type=float, default=1e-3, help="AdamW learning rate after warm-up")
@@ -91,10 +95,20 @@ def cmd_train(a: argparse.Namespace) -> None:
         model = UNet(in_channels=a.image_channels, channels=a.channels,
                      channel_mult=tuple(int(c) for c in a.channel_mult.split(",")), num_res_blocks=a.num_res_blocks,
                      attention_levels=tuple(int(c) for c in a.attention_levels.split(",") if c), num_classes=n_cls)
+        teacher = None
+        if a.teacher:
+            # the student must learn the teacher's function: same schedule, objective and loss weighting
+            from .checkpoint import load_diffusion
+            from .pretrained import ASSETS
+            stem = a.teacher if Path(a.teacher + ".json").exists() else ASSETS / a.teacher
+            t_diff = load_diffusion(stem, use_ema=True, device=a.device or "cpu")
+            teacher = t_diff.model
+            for k in ("timesteps", "beta_schedule", "beta_start", "beta_end", "objective", "min_snr_gamma"):
+                setattr(a, k, t_diff.config[k])
         diff = GaussianDiffusion(model, image_size=a.image_size, channels=a.image_channels, timesteps=a.timesteps,
                                  sampling_timesteps=a.sampling_timesteps, beta_schedule=a.beta_schedule,
                                  beta_start=a.beta_start, beta_end=a.beta_end, objective=a.objective,
-                                 label_dropout=a.label_dropout, min_snr_gamma=a.min_snr_gamma)
+                                 label_dropout=a.label_dropout, min_snr_gamma=a.min_snr_gamma, teacher=teacher)
     trainer = Trainer(diff, data, train_batch_size=a.train_batch_size, gradient_accumulate_every=a.gradient_accumulate_every,
                       train_lr=a.train_lr, warmup_steps=a.warmup_steps, train_num_steps=a.train_num_steps,
                       ema_decay=a.ema_decay, max_grad_norm=a.max_grad_norm, save_and_sample_every=a.save_and_sample_every,

@@ -1,4 +1,5 @@
 """ddpm/trainer.py, ddpm/checkpoint.py, ddpm/diffusion.py: learning for real, saving, resuming."""
+import copy
 import json
 import subprocess
 import sys
@@ -150,3 +151,33 @@ def test_learning_rate_warms_up_holds_and_decays_to_a_tenth(tmp_path):
     assert all(a > b for a, b in zip(lrs[80:], lrs[81:]))                # strictly decreasing over the last 20
     assert abs(lrs[99] - 2e-3 * (0.1 + 0.9 * 1 / 20)) < 1e-12            # towards 10 % at train_num_steps
     assert make_trainer(tmp_path, 100).lr_at(99) == 2e-3                 # no decay unless asked
+
+
+def test_distillation_regresses_onto_the_teacher():
+    """With a teacher the target is the teacher's prediction at the same (x_t, t, label), not eps."""
+    torch.manual_seed(0)
+    teacher, student = tiny_unet(num_classes=4), UNet(channels=8, channel_mult=(1,), attention_levels=(), num_classes=4)
+    for p in teacher.parameters():                       # a non-trivial teacher (its last conv starts at zero)
+        p.data.normal_(0, 0.1)
+    kw = dict(image_size=28, timesteps=100, beta_start=1e-3, beta_end=0.2, min_snr_gamma=5.0)
+    x, labels = four_images().images, torch.arange(4)
+    # a copy of the teacher as student has nothing to learn: the loss is exactly zero
+    same = GaussianDiffusion(copy.deepcopy(teacher), teacher=teacher, **kw)
+    assert same(x, labels, generator=torch.Generator().manual_seed(3)).item() == 0.0
+    # another student: the loss is the min-SNR-weighted error against the teacher, recomputed by hand
+    diff = GaussianDiffusion(student, teacher=teacher, **kw)
+    loss = diff(x, labels, generator=torch.Generator().manual_seed(3))
+    g = torch.Generator().manual_seed(3)                 # the same draws, in the same order as forward()
+    t = torch.randint(0, 100, (4,), generator=g)
+    noise = torch.randn(x.shape, generator=g)
+    drop = torch.rand(4, generator=g) < 0.1
+    lab = torch.where(drop, -1, labels)
+    from ddpm import q_sample
+    x_t = q_sample(diff.schedule, x * 2 - 1, t, noise)
+    with torch.no_grad():
+        err = (student(x_t, t, lab) - teacher(x_t, t, lab)).pow(2).flatten(1).mean(1)
+    snr = diff.schedule.snr[t]
+    assert torch.allclose(loss, (err * snr.clamp(max=5.0) / snr).mean().to(loss), rtol=1e-5)
+    # the teacher is neither trained nor saved with the student
+    assert not any(k.startswith("_teacher") for k in diff.state_dict())
+    assert all(p.requires_grad for p in diff.parameters())
