@@ -20,7 +20,7 @@ TABS = {"forward": forward, "posterior": posterior, "reverse": reverse, "trainin
 PARAMS = {
     "forward": ["image", "t", "schedule", "timesteps", "beta_start", "beta_end"],
     "posterior": ["image", "t", "schedule", "timesteps", "beta_start", "beta_end"],
-    "reverse": ["label", "sampler", "steps", "eta", "guidance", "guide_until", "seed", "n"],
+    "reverse": ["label", "sampler", "steps", "eta", "guidance", "guide_until", "seed", "n", "model"],
     "training": ["toy"],
     "quiz": [],
 }
@@ -64,6 +64,8 @@ def parse_query(query: dict, widgets: dict) -> tuple[str, str, dict]:
                 else:
                     v = raw
                     if key == "image" and v not in example_names():
+                        continue
+                    if isinstance(comp, (gr.Radio, gr.Dropdown)) and v not in [c[1] for c in comp.choices]:
                         continue
             except ValueError:
                 continue

@@ -77,6 +77,10 @@ def _diffusers_scheduler(sampler: str, steps: int):
     return sch
 
 
+def _params(pipe) -> str:
+    return f"{sum(p.numel() for p in pipe.model.parameters()) / 1e6:.2f} M parameters"
+
+
 def bench_sampler(n: int, run_ddpm: bool) -> None:
     """Our sampler, the bare network calls it makes, and diffusers' scheduler driving the same network,
     advanced in lockstep (one step of each in turn, the order rotating every step), so that a slow
@@ -119,8 +123,8 @@ def bench_sampler(n: int, run_ddpm: bool) -> None:
                     run(t)
                     times[name] += time.perf_counter() - t0
         ours_s = times["ours"]
-        name = f"{sampler.upper()}-{steps}, {n} images, guidance 3, {precision}"
-        row(f"{name}: wall time", f"{ours_s:.2f} s", "a couple of seconds" if sampler == "ddim" else "")
+        name = f"{sampler.upper()}-{steps}, {n} images, guidance 3, {precision}, `fashion-mnist` ({_params(pipe)})"
+        row(f"{name}: wall time", f"{ours_s:.2f} s")
         row(f"  ... / bare network calls ({times['bare']:.2f} s)", f"{ours_s / times['bare']:.3f}x", "<= 1.10x")
         if sch is None:
             row("  ... / diffusers loop", "diffusers not installed", "<= 1.0x")
@@ -135,7 +139,14 @@ def bench_sampler(n: int, run_ddpm: bool) -> None:
             t0 = time.perf_counter()
             pipe.sample(n=n, sampler=sampler, steps=steps, guidance_scale=3.0, labels=["Sneaker"], seed=0)
             lo, hi = pipe.guidance_interval
-            row(f"  ... guided only while {lo} <= t <= {hi} (the default)", f"{time.perf_counter() - t0:.2f} s")
+            row(f"  ... guided only while {lo} <= t <= {hi} (the default)", f"{time.perf_counter() - t0:.2f} s",
+                "a couple of seconds")
+            # the teacher it was distilled from, same call (its own default interval), for comparison
+            large = load_pretrained("fashion-mnist-large", device="cpu", precision=precision)
+            t0 = time.perf_counter()
+            large.sample(n=n, sampler=sampler, steps=steps, guidance_scale=3.0, labels=["Sneaker"], seed=0)
+            row(f"  ... the same with `fashion-mnist-large` ({_params(large)}, the teacher)",
+                f"{time.perf_counter() - t0:.2f} s")
 
 
 def _rss_mb(pid: int) -> float:

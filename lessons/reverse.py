@@ -17,17 +17,27 @@ from ddpm.pretrained import MAX_GUIDANCE, load_pretrained
 from .common import LATEX, image_picker, load_image, number
 from .i18n import Text, lesson, tr
 
-MODEL = "fashion-mnist"
+# The shipped Fashion-MNIST models, the app's default first (assets/models/MODEL_CARD.md): the small
+# one is distilled from the large one and is what a 2-core CPU can run in a few seconds.
+MODELS = ("fashion-mnist", "fashion-mnist-large")
+MODEL = MODELS[0]
 MAX_N = 16                # images per request: one user cannot starve the others
 MAX_STORED = 200          # frames kept for the scrubber and the GIF
 STREAM_EVERY = 0.08       # seconds between streamed updates (a long DDPM run would flood the browser)
 SAMPLERS = {"ddim": ("ddim", "fixed_small"), "ddpm": ("ddpm", "fixed_small"), "ddpm_large": ("ddpm", "fixed_large")}
 
 
-def pipe():
+def pipe(model: str = MODEL):
+    if model not in MODELS:
+        raise gr.Error(f"unknown model {model!r}; choose one of: {', '.join(MODELS)}")
     # "auto": bfloat16 autocast on CPUs that do it natively (~1.8x faster, same images to the eye:
     # the Fréchet distance in bench/RESULTS.md is unchanged), float32 elsewhere
-    return load_pretrained(MODEL, precision="auto")
+    return load_pretrained(model, precision="auto")
+
+
+def model_choices() -> list[tuple[str, str]]:
+    """(label, name) per model: its name and size in millions of parameters, e.g. "fashion-mnist · 0.28 M"."""
+    return [(f"{m} · {sum(q.numel() for q in pipe(m).model.parameters()) / 1e6:.2f} M", m) for m in MODELS]
 
 
 def sampler_choices(lang: str = "en") -> list[tuple[str, str]]:
@@ -42,16 +52,16 @@ def grid_picture(images: torch.Tensor, size: int = 336) -> np.ndarray:
     return np.repeat(np.repeat(g, k, 0), k, 1)
 
 
-def default_guidance_until() -> int:
+def default_guidance_until(model: str = MODEL) -> int:
     """The guidance slider's partner: guide only while t <= this (the model's tuned interval; T-1 = always)."""
-    p = pipe()
+    p = pipe(model)
     return p.guidance_interval[1] if p.guidance_interval else p.timesteps - 1
 
 
-def check(label, sampler, steps, eta, guidance_scale, seed, n, guidance_until=None) -> dict:
+def check(label, sampler, steps, eta, guidance_scale, seed, n, guidance_until=None, model=MODEL) -> dict:
     """Turn the UI/API values into Pipeline.progressive's arguments, or raise gr.Error."""
-    p = pipe()
-    until = default_guidance_until() if guidance_until is None else \
+    p = pipe(model)
+    until = default_guidance_until(model) if guidance_until is None else \
         number(guidance_until, "guide while t <=", 0, p.timesteps - 1, integer=True)
     if sampler not in SAMPLERS:
         raise gr.Error(f"unknown sampler {sampler!r}; choose one of: {', '.join(SAMPLERS)}")
@@ -106,12 +116,13 @@ def _stream(frames: Iterator, ts: list[int], n: int, first: torch.Tensor, lang: 
 
 
 def sample(label: str = "any", sampler: str = "ddim", steps: int = 50, eta: float = 0.0, guidance_scale: float = 3.0,
-           seed: int = 0, n: int = 16, guidance_until: int | None = None, lang: str = "en"):
+           seed: int = 0, n: int = 16, guidance_until: int | None = None, model: str = MODEL, lang: str = "en"):
     """Stream a reverse run: one update per step (x_t grid, predicted-x_0 grid, progress, ...).
     The last update's first output is the final image grid. The API's /sample.
-    guidance_until: guide only while t <= this, plain conditional above (None: the model's default)."""
-    a = check(label, sampler, steps, eta, guidance_scale, seed, n, guidance_until)
-    p = pipe()
+    guidance_until: guide only while t <= this, plain conditional above (None: the model's default);
+    model: one of MODELS."""
+    a = check(label, sampler, steps, eta, guidance_scale, seed, n, guidance_until, model)
+    p = pipe(model)
     from ddpm.samplers import timesteps_for
     ts = timesteps_for(a["sampler"], a["steps"], p.timesteps)
     x_T = p.initial_noise(a["n"], a["seed"])
@@ -139,10 +150,10 @@ def to_model_image(image) -> torch.Tensor:
 
 def from_image(image=None, start_t: int = 600, label: str = "any", sampler: str = "ddim", steps: int = 50,
                eta: float = 0.0, guidance_scale: float = 3.0, seed: int = 0, n: int = 4,
-               guidance_until: int | None = None, lang: str = "en"):
+               guidance_until: int | None = None, model: str = MODEL, lang: str = "en"):
     """SDEdit: noise a real image to start_t with q(x_t | x_0), then run the reverse chain from there."""
-    a = check(label, sampler, steps, eta, guidance_scale, seed, n, guidance_until)
-    p = pipe()
+    a = check(label, sampler, steps, eta, guidance_scale, seed, n, guidance_until, model)
+    p = pipe(model)
     start_t = number(start_t, "start t", 0, p.timesteps - 1, integer=True)
     x0 = to_model_image(image)
     from ddpm import q_sample
@@ -155,10 +166,10 @@ def from_image(image=None, start_t: int = 600, label: str = "any", sampler: str 
 
 
 def compare(label: str = "any", steps: int = 50, guidance_scale: float = 3.0, seed: int = 0, n: int = 4,
-            guidance_until: int | None = None):
+            guidance_until: int | None = None, model: str = MODEL):
     """DDIM (steps) and DDPM (all T) from the very same x_T: yields (DDIM grid, DDPM grid, note)."""
-    a = check(label, "ddim", steps, 0.0, guidance_scale, seed, n, guidance_until)
-    p = pipe()
+    a = check(label, "ddim", steps, 0.0, guidance_scale, seed, n, guidance_until, model)
+    p = pipe(model)
     x_T = p.initial_noise(a["n"], a["seed"])
     t0 = time.time()
     ddim = p.sample(**a, x_T=x_T)
@@ -214,6 +225,8 @@ def build(text: Text) -> dict:
                                            label=text("guide_until"), info=text("guide_until_info")),
                                  label="guide_until", info="guide_until_info")
             sampler = text.reg(gr.Dropdown(sampler_choices(), value="ddim", label=text("sampler")), label="sampler")
+            model = text.reg(gr.Radio(model_choices(), value=MODEL, label=text("model"), info=text("model_info")),
+                             label="model", info="model_info")
             with gr.Row():
                 steps = text.reg(gr.Slider(1, p.timesteps, value=50, step=1, label=text("steps")), label="steps")
                 eta = text.reg(gr.Slider(0, 1, value=0.0, step=0.05, label=text("eta")), label="eta")
@@ -235,9 +248,12 @@ def build(text: Text) -> dict:
                 gif = text.reg(gr.File(label=text("gif_file"), height=60, visible=False), label="gif_file")
     stored = gr.State([], time_to_live=3600)      # a run's frames, dropped an hour after the last use
     outs = [xt, x0, progress, stored, frame_k]
-    # the app's language State is an input too; States are not API parameters, so /sample has 8
-    run = go.click(sample, [label, sampler, steps, eta, guidance, seed, n, until, text.state], outs, api_name="sample",
-                   concurrency_limit=2, concurrency_id="model")
+    # the app's language State is an input too; States are not API parameters, so /sample has 9
+    run = go.click(sample, [label, sampler, steps, eta, guidance, seed, n, until, model, text.state], outs,
+                   api_name="sample", concurrency_limit=2, concurrency_id="model")
+    # each model has its own tuned guidance interval: switching models moves the slider to it
+    # (.input, not .change: a deep link that sets both must keep its own guide_until)
+    model.input(default_guidance_until, model, until, queue=False, api_visibility="private")
     frame_k.input(scrub, [stored, frame_k], [xt, x0, progress], show_progress="hidden", api_visibility="private")
     for trigger in (seed.submit, n.release):
         trigger(preview, [seed, n, text.state], [xt, x0, progress], show_progress="hidden", queue=False,
@@ -258,7 +274,8 @@ def build(text: Text) -> dict:
                              label="pred_x0")
         sd_note = gr.Markdown()
         sd_stored, sd_k = gr.State([], time_to_live=3600), gr.State(0)
-        run_img = go_img.click(from_image, [source, start_t, label, sampler, steps, eta, guidance, seed, n, until, text.state],
+        run_img = go_img.click(from_image, [source, start_t, label, sampler, steps, eta, guidance, seed, n, until, model,
+                                          text.state],
                                [sd_xt, sd_x0, sd_note, sd_stored, sd_k], concurrency_limit=2,
                                concurrency_id="model", api_visibility="private")
     with text.reg(gr.Accordion(text("compare"), open=False), label="compare"):
@@ -269,11 +286,11 @@ def build(text: Text) -> dict:
             c_ddpm = text.reg(gr.Image(label=text("ddpm_result"), format="png", interactive=False, height=280),
                               label="ddpm_result")
         c_note = gr.Markdown()
-        run_cmp = go_cmp.click(compare, [label, steps, guidance, seed, n, until], [c_ddim, c_ddpm, c_note],
+        run_cmp = go_cmp.click(compare, [label, steps, guidance, seed, n, until, model], [c_ddim, c_ddpm, c_note],
                                concurrency_limit=2, concurrency_id="model", api_visibility="private")
     stop.click(None, cancels=[run, run_img, run_cmp], api_visibility="private")
     return dict(label=label, sampler=sampler, steps=steps, eta=eta, guidance=guidance, guide_until=until,
-                seed=seed, n=n,
+                seed=seed, n=n, model=model,
                 refresh=[(preview, [seed, n, text.state], [xt, x0, progress])])
 
 

@@ -21,7 +21,8 @@ def test_api_names_and_parameters(client):
     params = {ep: [p["parameter_name"] for p in api[ep]["parameters"]] for ep in ("/forward", "/posterior", "/sample")}
     assert params["/forward"] == ["image", "t", "schedule", "timesteps", "beta_start", "beta_end"]
     assert params["/posterior"] == ["image", "t", "schedule", "timesteps", "beta_start", "beta_end"]
-    assert params["/sample"] == ["label", "sampler", "steps", "eta", "guidance_scale", "seed", "n", "guidance_until"]
+    assert params["/sample"] == ["label", "sampler", "steps", "eta", "guidance_scale", "seed", "n", "guidance_until",
+                                  "model"]
 
 
 def test_forward_and_posterior(client, tmp_path):
@@ -52,6 +53,7 @@ def test_sample_streams_steps_and_ends_with_the_grid(client):
     ("/sample", ("any", "ddim", 5, 0, 3, 0, 99), "16"),
     ("/sample", ("any", "ddim", 0, 0, 3, 0, 2), "minimum"),
     ("/sample", ("any", "plms", 5, 0, 3, 0, 2), "plms"),
+    ("/sample", ("any", "ddim", 5, 0, 3, 0, 2, 500, "imagenet"), "imagenet"),
 ])
 def test_bad_values_are_refused_and_the_server_keeps_serving(client, endpoint, args, needle):
     with pytest.raises(Exception) as e:

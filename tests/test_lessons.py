@@ -189,6 +189,23 @@ def test_guidance_until_is_the_library_interval():
     assert not np.array_equal(ups[-1][0], reverse.grid_picture(classic))    # the default really limits it
 
 
+def test_each_shipped_model_is_one_choice_away():
+    """The model radio: every choice samples with that model's own weights and guidance interval."""
+    from ddpm.pretrained import load_pretrained
+    grids = []
+    for m in reverse.MODELS:
+        ups = _drain(reverse.sample("Bag", "ddim", 4, 0.0, 3.0, 1, 2, None, m))
+        p = load_pretrained(m)
+        want = p.sample(n=2, steps=4, guidance_scale=3.0, labels=["Bag"], seed=1)
+        assert np.array_equal(ups[-1][0], reverse.grid_picture(want))
+        assert reverse.default_guidance_until(m) == (p.guidance_interval[1] if p.guidance_interval else 999)
+        grids.append(ups[-1][0])
+    assert len(reverse.MODELS) == 2 and not np.array_equal(grids[0], grids[1])
+    assert [v for _, v in reverse.model_choices()] == list(reverse.MODELS)
+    with pytest.raises(gr.Error, match="unknown model"):
+        _drain(reverse.sample("Bag", "ddim", 4, 0.0, 3.0, 1, 2, None, "imagenet"))
+
+
 def test_from_image():
     ups = _drain(reverse.from_image("sneaker", 300, "any", "ddim", 20, 0.0, 1.0, 0, 2))
     from ddpm.samplers import timesteps_for
@@ -203,7 +220,7 @@ def test_compare_runs_both_samplers_from_the_same_noise(monkeypatch):
     small = Pipeline(name="tiny", model=UNet(channels=8, channel_mult=(1, 2), attention_levels=(), num_classes=10).eval(),
                      schedule=make_schedule("linear", 30, 1e-3, 0.3), prediction="epsilon", data_shape=(1, 28, 28),
                      classes=reverse.pipe().classes, device=torch.device("cpu"))
-    monkeypatch.setattr(reverse, "pipe", lambda: small)
+    monkeypatch.setattr(reverse, "pipe", lambda model=None: small)
     ups = _drain(reverse.compare("Bag", 10, 3.0, 0, 2))
     assert ups[0][1] is None and "DDIM-10" in ups[0][2]                  # DDIM first, DDPM still running
     assert ups[-1][1] is not None and "30/30" in ups[-1][2]

@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from lessons import reverse
+
 sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 if not os.path.exists(CHROMIUM):
@@ -87,12 +89,17 @@ def test_deep_link_selects_tab_and_settings(page, app_url):
     page.wait_for_function("document.querySelector('#posterior-formula') && "
                            "document.querySelector('#posterior-formula').innerText.includes('321')", timeout=30_000)
     assert page.get_by_role("tab", name="2 · Posterior", selected=True).is_visible()
-    page.goto(app_url + "?tab=reverse&label=Bag&guidance=5&guide_until=999&steps=20")
+    page.goto(app_url + "?tab=reverse&label=Bag&guidance=5&guide_until=999&steps=20&model=fashion-mnist-large")
     page.get_by_role("tab", name="3 · Reverse process", selected=True).wait_for(timeout=15_000)
-    page.wait_for_function("document.querySelector('input[aria-label=\"number input for only while t ≤\"]')"
-                           "?.value === '999'", timeout=15_000)
+    until = "document.querySelector('input[aria-label=\"number input for only while t ≤\"]')?.value"
+    page.wait_for_function(f"{until} === '999'", timeout=15_000)
     assert page.get_by_label("number input for Guidance scale s").input_value() == "5"
     assert page.get_by_label("number input for DDIM steps").input_value() == "20"
+    page.wait_for_function("document.querySelector('input[type=radio][value=\"fashion-mnist-large\"]')"
+                           ".getAttribute('aria-checked') === 'true'", timeout=15_000)
+    # choosing the other model by hand moves "only while t <=" to that model's own default
+    page.locator('input[type=radio][value="fashion-mnist"]').click()
+    page.wait_for_function(f"{until} === '{reverse.default_guidance_until('fashion-mnist')}'", timeout=15_000)
 
 
 def test_stop_cancels_a_running_generation(page, app_url):
