@@ -78,7 +78,7 @@ def _diffusers_scheduler(sampler: str, steps: int):
 
 
 def _params(pipe) -> str:
-    return f"{sum(p.numel() for p in pipe.model.parameters()) / 1e6:.2f} M parameters"
+    return f"{pipe.num_parameters / 1e6:.2f} M parameters"
 
 
 def bench_sampler(n: int, run_ddpm: bool) -> None:

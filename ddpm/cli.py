@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import torch
 
@@ -99,9 +98,8 @@ def cmd_train(a: argparse.Namespace) -> None:
         if a.teacher:
             # the student must learn the teacher's function: same schedule, objective and loss weighting
             from .checkpoint import load_diffusion
-            from .pretrained import ASSETS
-            stem = a.teacher if Path(a.teacher + ".json").exists() else ASSETS / a.teacher
-            t_diff = load_diffusion(stem, use_ema=True, device=a.device or "cpu")
+            from .pretrained import model_stem
+            t_diff = load_diffusion(model_stem(a.teacher), use_ema=True, device=a.device or "cpu")
             teacher = t_diff.model
             for k in ("timesteps", "beta_schedule", "beta_start", "beta_end", "objective", "min_snr_gamma"):
                 setattr(a, k, t_diff.config[k])

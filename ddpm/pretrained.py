@@ -82,6 +82,10 @@ class Pipeline:
     def timesteps(self) -> int:
         return self.schedule.timesteps
 
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
     # ---- argument checking ------------------------------------------------------------------------
     def label_indices(self, labels: Sequence[int | str] | None, n: int) -> torch.Tensor | None:
         """Class names or indices (one, or one per image) -> (n,) long tensor; None stays None."""
@@ -184,6 +188,15 @@ def available() -> list[str]:
     return sorted(p.stem for p in ASSETS.glob("*.json"))
 
 
+def model_stem(name: str | Path) -> Path:
+    """A shipped name (assets/models/NAME) or the path of any checkpoint the Trainer wrote, without
+    extension -> the path both files share; ValueError if there is no such model."""
+    stem = Path(name) if Path(str(name) + ".json").exists() else ASSETS / name
+    if not Path(str(stem) + ".json").exists():
+        raise ValueError(f"no shipped model {name!r}; available: {', '.join(available()) or 'none'}")
+    return stem
+
+
 def load_pretrained(name: str = "fashion-mnist", device: str | torch.device | None = None,
                     precision: str = "float32") -> Pipeline:
     """Load a shipped model by name from assets/models (never the network). Cached per device.
@@ -199,10 +212,7 @@ def load_pretrained(name: str = "fashion-mnist", device: str | torch.device | No
     key = (name, str(device))
     if key in _CACHE:
         return dataclasses.replace(_CACHE[key], precision=precision)   # shares the weights
-    # a shipped name, or the path of any checkpoint (without extension) that the Trainer wrote
-    stem = Path(name) if Path(str(name) + ".json").exists() else ASSETS / name
-    if not Path(str(stem) + ".json").exists():
-        raise ValueError(f"no shipped model {name!r}; available: {', '.join(available()) or 'none'}")
+    stem = model_stem(name)
     diffusion = load_diffusion(stem, use_ema=True, device=device)
     model = diffusion.model.eval().requires_grad_(False)
     config = json.loads(Path(str(stem) + ".json").read_text())
@@ -214,4 +224,4 @@ def load_pretrained(name: str = "fashion-mnist", device: str | torch.device | No
     return dataclasses.replace(pipe, precision=precision)
 
 
-__all__ = ["load_pretrained", "Pipeline", "available", "IMAGE_MODELS", "TOYS"]
+__all__ = ["load_pretrained", "model_stem", "Pipeline", "available", "IMAGE_MODELS", "TOYS"]

@@ -37,7 +37,7 @@ def pipe(model: str = MODEL):
 
 def model_choices() -> list[tuple[str, str]]:
     """(label, name) per model: its name and size in millions of parameters, e.g. "fashion-mnist · 0.28 M"."""
-    return [(f"{m} · {sum(q.numel() for q in pipe(m).model.parameters()) / 1e6:.2f} M", m) for m in MODELS]
+    return [(f"{m} · {pipe(m).num_parameters / 1e6:.2f} M", m) for m in MODELS]
 
 
 def sampler_choices(lang: str = "en") -> list[tuple[str, str]]:

@@ -23,6 +23,9 @@ def test_loads_offline_with_its_schedule(pipe):
     assert (ASSETS / "fashion-mnist.safetensors").stat().st_size < 20e6
     cfg = json.loads((ASSETS / "fashion-mnist.json").read_text())
     assert cfg["diffusion"]["objective"] == "pred_noise" and cfg["model"]["num_classes"] == 10
+    # the sizes the model card states: the distilled default and its teacher
+    assert pipe.num_parameters == 280_881
+    assert load_pretrained("fashion-mnist-large", device="cpu").num_parameters == 1_114_209
 
 
 def test_sample_shapes_ranges_and_determinism(pipe):
