@@ -35,9 +35,9 @@ def export(checkpoint: str | Path, out: str | Path, classes: list[str] | None = 
 
 
 def pack(checkpoint: str | Path, name: str) -> None:
-    """Shipped model + the training state to resume it later."""
-    from .data import FASHION_MNIST_CLASSES
-    export(checkpoint, ASSETS / name, FASHION_MNIST_CLASSES if name.startswith("fashion-mnist") else None)
+    """Shipped model + the training state to resume it later (class names come from the checkpoint,
+    which the Trainer writes with its data set's)."""
+    export(checkpoint, ASSETS / name)
     tensors, config = load_checkpoint(checkpoint)
     state = {k: (v.to(torch.bfloat16) if k.startswith("optim.") and v.is_floating_point() and v.dim() > 0 else v)
              for k, v in tensors.items() if not k.startswith("ema.")}

@@ -14,6 +14,7 @@ def test_pack_unpack_resume(tmp_path, monkeypatch):
     stem = tr.save()
     ex.pack(stem, "tiny")
     pipe = load_pretrained(str(tmp_path / "models" / "tiny"), device="cpu")
+    assert pipe.classes == list("abcd")                                       # the data set's, via the checkpoint
     x, t = torch.randn(1, 1, 28, 28), torch.tensor([3])
     with torch.no_grad():
         assert torch.equal(pipe.model(x, t), tr.ema(x, t))                    # the shipped weights are the EMA
