@@ -149,6 +149,25 @@ def bench_sampler(n: int, run_ddpm: bool) -> None:
                 f"{time.perf_counter() - t0:.2f} s")
 
 
+def bench_guidance_passes(n: int) -> None:
+    """DDIM-50 with a class at s = 0, 1 and 3 (classic, every step), advanced in lockstep: s = 0 and s = 1 are
+    one pass of n images per step, any other s one batched pass of 2n."""
+    pipe = load_pretrained("fashion-mnist", device="cpu", precision="auto")
+    runs = {s: pipe.progressive(n=n, steps=50, guidance_scale=s, labels=["Sneaker"], seed=0, guidance_interval=None)
+            for s in (0.0, 1.0, 3.0)}
+    times = {s: 0.0 for s in runs}
+    order = list(runs)
+    for i in range(50):
+        for s in order[i % 3:] + order[:i % 3]:
+            t0 = time.perf_counter()
+            next(runs[s])
+            times[s] += time.perf_counter() - t0
+    for s, label in ((0.0, "s = 0 (unconditional: one pass)"), (1.0, "s = 1 (conditional: one pass)"),
+                     (3.0, "s = 3 at every step (two passes, batched)")):
+        row(f"DDIM-50, {n} images, class Sneaker, {label}, {pipe.precision}", f"{times[s]:.2f} s",
+            "s = 0 as fast as s = 1" if s == 0.0 else "")
+
+
 def _rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -294,6 +313,7 @@ def main() -> None:
     if not a.app_only:
         bench_handlers(10 if a.quick else 50)
         bench_sampler(16, run_ddpm=not (a.quick or a.no_ddpm))
+        bench_guidance_passes(16)
     if not a.quick:
         bench_app(users=8, generations=20)
     if a.write:

@@ -6,6 +6,8 @@ import sys
 
 import torch
 
+from .schedules import SCHEDULES
+
 
 def _train_parser(sub) -> None:
     p = sub.add_parser("train", help="train a diffusion model (resumes from results folder if it holds a checkpoint)",
@@ -27,10 +29,11 @@ def _train_parser(sub) -> None:
     p.add_argument("--timesteps", type=int, default=1000, help="T, the number of noising steps")
     p.add_argument("--sampling-timesteps", type=int, default=None,
                    help="model calls when sampling the progress grids; fewer than T means DDIM")
-    p.add_argument("--beta-schedule", default="linear", choices=["linear", "cosine", "quadratic", "sigmoid"],
-                   help="how beta_t grows with t (linear: Ho et al.; cosine: Nichol & Dhariwal)")
-    p.add_argument("--beta-start", type=float, default=1e-4, help="beta_1 (not used by cosine)")
-    p.add_argument("--beta-end", type=float, default=0.02, help="beta_T (not used by cosine)")
+    p.add_argument("--beta-schedule", default="linear", choices=SCHEDULES,
+                   help="how beta_t grows with t (linear: Ho et al.; cosine: Nichol & Dhariwal; sigmoid: GeoDiff; "
+                        "sigmoid_abar: Jabri et al.)")
+    p.add_argument("--beta-start", type=float, default=1e-4, help="beta_1 (not used by cosine and sigmoid_abar)")
+    p.add_argument("--beta-end", type=float, default=0.02, help="beta_T (not used by cosine and sigmoid_abar)")
     p.add_argument("--objective", default="pred_noise", choices=["pred_noise", "pred_x0", "pred_v"],
                    help="what the network predicts")
     p.add_argument("--min-snr-gamma", type=float, default=None, help="min-SNR loss weighting (e.g. 5); off if unset")

@@ -8,9 +8,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 
+import numpy as np
 import torch
 
-SCHEDULES = ("linear", "cosine", "quadratic", "sigmoid")
+SCHEDULES = ("linear", "cosine", "quadratic", "sigmoid", "sigmoid_abar")
+# kinds defined by their alpha-bar curve alone, which ignore beta_start / beta_end
+ABAR_SCHEDULES = ("cosine", "sigmoid_abar")
 
 
 @dataclass(frozen=True)
@@ -48,8 +51,10 @@ def _betas(kind: str, T: int, beta_start: float, beta_end: float) -> torch.Tenso
     if kind == "quadratic":
         return torch.linspace(beta_start ** 0.5, beta_end ** 0.5, T, dtype=f64) ** 2
     if kind == "sigmoid":
-        s = torch.sigmoid(torch.linspace(-6, 6, T, dtype=f64))
-        return (s - s.min()) / (s.max() - s.min()) * (beta_end - beta_start) + beta_start
+        # GeoDiff (Xu et al. 2022), as in diffusers' beta_schedule="sigmoid": the betas follow a sigmoid
+        # over [-6, 6], scaled into [beta_start, beta_end] without renormalising, so beta_1 is a little
+        # above beta_start (by 0.25 % of the range) and beta_T a little below beta_end.
+        return torch.sigmoid(torch.linspace(-6, 6, T, dtype=f64)) * (beta_end - beta_start) + beta_start
     if kind == "cosine":
         # Nichol & Dhariwal 2021, Eq. 17: alpha-bar follows cos^2, which destroys information
         # more gently at the start; beta_t = 1 - alpha-bar_t / alpha-bar_{t-1}, clipped at 0.999
@@ -59,16 +64,28 @@ def _betas(kind: str, T: int, beta_start: float, beta_end: float) -> torch.Tenso
         f = torch.cos((steps + s) / (1 + s) * math.pi / 2) ** 2
         abar = f / f[0]
         return (1 - abar[1:] / abar[:-1]).clamp(max=0.999)
+    if kind == "sigmoid_abar":
+        # Jabri et al. 2022 (RIN), the `sigmoid_beta_schedule` of denoising-diffusion-pytorch: here it is
+        # alpha-bar, not beta, that follows a (falling) sigmoid of t/T over [start, end] = [-3, 3], tau = 1,
+        # normalised so that alpha-bar starts at 1; the same clip at 0.999 as the cosine schedule.
+        start, end, tau = -3.0, 3.0, 1.0
+        steps = torch.arange(T + 1, dtype=f64) / T
+        sigmoid = lambda v: 1 / (1 + math.exp(-v))                                  # noqa: E731
+        v_start, v_end = sigmoid(start / tau), sigmoid(end / tau)
+        abar = (v_end - torch.sigmoid((steps * (end - start) + start) / tau)) / (v_end - v_start)
+        abar = abar / abar[0]
+        return (1 - abar[1:] / abar[:-1]).clamp(max=0.999)
     raise ValueError(f"unknown schedule {kind!r}; choose one of {', '.join(SCHEDULES)}")
 
 
 def make_schedule(kind: str = "linear", timesteps: int = 1000,
                   beta_start: float = 1e-4, beta_end: float = 0.02) -> Schedule:
-    """Build a `Schedule` of `timesteps` steps. `beta_start`/`beta_end` are ignored for "cosine"."""
+    """Build a `Schedule` of `timesteps` steps. `beta_start`/`beta_end` are ignored by the kinds in
+    ABAR_SCHEDULES ("cosine", "sigmoid_abar"), which define alpha-bar directly."""
     T = int(timesteps)
     if T < 2:
         raise ValueError(f"timesteps must be at least 2, got {timesteps}")
-    if kind != "cosine":
+    if kind not in ABAR_SCHEDULES:
         if not (0.0 < beta_start < 1.0 and 0.0 < beta_end < 1.0):
             raise ValueError(f"betas must lie in (0, 1), got beta_start={beta_start}, beta_end={beta_end}")
         if beta_start > beta_end:
@@ -100,19 +117,28 @@ def make_schedule(kind: str = "linear", timesteps: int = 1000,
 def sampling_timesteps(steps: int, timesteps: int, spacing: str = "linspace") -> list[int]:
     """The descending timesteps visited when sampling with `steps` <= `timesteps` model calls.
 
-    - "linspace": evenly spaced from T-1 down to 0, both ends included (DDIM paper's default).
-    - "leading":  0, k, 2k, ... with k = T // steps (Stable Diffusion's default), reversed.
-    - "trailing": T-1, T-1-k, ... (Lin et al. 2023: always starts at the noisiest step), k = T / steps.
+    The three spacings of diffusers' schedulers (named in Lin et al. 2024, Table 2), computed as diffusers
+    computes them, in numpy float64, so that both visit the same t:
+    - "linspace": round(linspace(0, T-1, S)), both ends included (diffusers' DDIMScheduler default).
+    - "leading":  0, k, 2k, ..., (S-1)k with k = T // S: the stride of the DDIM authors' code and Stable
+      Diffusion's default. It never visits T-1, so the first call treats pure noise as a less noisy x_t.
+    - "trailing": round(T - i T/S) - 1 for i = 0..S-1: always starts at the noisiest step T-1.
+    One step visits T-1 whatever the spacing: a run that starts from x_T ~ N(0, I) must first call the
+    network at the noisiest step (linspace and leading would give [0]: one call at t = 0 on pure noise).
     """
     steps, T = int(steps), int(timesteps)
     if not 1 <= steps <= T:
         raise ValueError(f"steps must be between 1 and timesteps={T}, got {steps}")
-    if spacing == "linspace":
-        ts = torch.linspace(0, T - 1, steps, dtype=torch.float64).round().long().tolist()
-    elif spacing == "leading":
-        ts = [i * (T // steps) for i in range(steps)]
-    elif spacing == "trailing":
-        ts = [round(T - 1 - i * T / steps) for i in range(steps)][::-1]
-    else:
+    if spacing not in ("linspace", "leading", "trailing"):
         raise ValueError(f"unknown spacing {spacing!r}; choose linspace, leading or trailing")
-    return sorted(set(ts), reverse=True)
+    if steps == 1:
+        return [T - 1]
+    if spacing == "linspace":
+        ts = np.linspace(0, T - 1, steps).round()[::-1]
+    elif spacing == "leading":
+        ts = (np.arange(steps) * (T // steps))[::-1]
+    else:
+        # exactly diffusers' np.arange(T, 0, -T/S); float rounding makes it one element too long for some
+        # S (e.g. S = 61 at T = 1000, whose extra last element is t = -1), so keep the first S.
+        ts = (np.round(np.arange(T, 0, -T / steps)) - 1)[:steps]
+    return [int(t) for t in ts]

@@ -195,7 +195,8 @@ def test_each_shipped_model_is_one_choice_away():
     grids = []
     for m in reverse.MODELS:
         ups = _drain(reverse.sample("Bag", "ddim", 4, 0.0, 3.0, 1, 2, None, m))
-        p = load_pretrained(m)
+        p = load_pretrained(m, precision="auto")               # what the app uses: bfloat16 where the CPU has it
+        assert p.precision == reverse.pipe(m).precision and p.model is reverse.pipe(m).model
         want = p.sample(n=2, steps=4, guidance_scale=3.0, labels=["Bag"], seed=1)
         assert np.array_equal(ups[-1][0], reverse.grid_picture(want))
         assert reverse.default_guidance_until(m) == (p.guidance_interval[1] if p.guidance_interval else 999)

@@ -143,11 +143,28 @@ def test_guidance_combines_one_batched_call():
     assert torch.allclose(out, torch.full((2, 3), 2.5))           # 0 + 2.5 * (1 - 0)
 
 
+def test_guidance_zero_and_one_are_single_passes():
+    """s = 0 is the unconditional model and s = 1 the conditional one: one pass of B each, not 2B times 0."""
+    calls = []
+
+    def model(x, t, labels=None):
+        calls.append((x.shape[0], None if labels is None else labels.tolist()))
+        return torch.zeros_like(x) if labels is None else torch.ones_like(x)
+    labels = torch.tensor([3, 4])
+    for s, want_labels, value in ((0.0, None, 0.0), (1.0, [3, 4], 1.0)):
+        for interval in (None, (100, 500)):
+            calls.clear()
+            out = guided(model, labels, guidance_scale=s, interval=interval)(torch.zeros(2, 3), torch.tensor([300, 300]))
+            assert calls == [(2, want_labels)] and torch.equal(out, torch.full((2, 3), value))
+
+
 def test_guidance_interval_guides_only_inside_it():
     calls = []
 
     def model(x, t, labels=None):
         calls.append(x.shape[0])
+        if labels is None:
+            return torch.zeros_like(x)
         return torch.where((labels >= 0).reshape(-1, 1), 1.0, 0.0).expand_as(x).clone()
     fn = guided(model, torch.tensor([3, 4]), guidance_scale=2.5, interval=(100, 500))
     for t, expected, batch in ((99, 1.0, 2), (100, 2.5, 4), (500, 2.5, 4), (501, 1.0, 2)):

@@ -30,9 +30,10 @@ def guided(model: torch.nn.Module, labels: torch.Tensor | None, guidance_scale: 
            interval: tuple[int, int] | None = None) -> ModelFn:
     """Wrap a class-conditional `model(x, t, labels)` as `fn(x, t)`.
 
-    eps = eps_uncond + s (eps_cond - eps_uncond): s = 0 is unconditional, s = 1 plain conditional,
-    s > 1 pushes samples towards what makes the class recognisable. Conditional and unconditional
-    passes run as one batch of 2B, which is faster than two calls of B.
+    eps = eps_uncond + s (eps_cond - eps_uncond) (Ho & Salimans 2022, Eq. 6 with w = s - 1): s = 0 is
+    unconditional, s = 1 plain conditional, s > 1 pushes samples towards what makes the class recognisable.
+    s = 0 and s = 1 each need one pass of B; any other s runs the conditional and unconditional passes
+    as one batch of 2B, which is faster than two calls of B.
 
     interval (t_lo, t_hi), for s > 1: push beyond the conditional model only while t_lo <= t <= t_hi,
     and use the plain conditional model (s = 1, one pass of B) elsewhere (Kynkäänniemi et al. 2024).
@@ -40,8 +41,8 @@ def guided(model: torch.nn.Module, labels: torch.Tensor | None, guidance_scale: 
     diversity); at low noise it changes little. For s <= 1 (unconditional, a mix, plain conditional)
     there is no push to limit, and the classic formula holds at every step.
     """
-    if labels is None:
-        return lambda x, t: model(x, t, labels=None)
+    if labels is None or guidance_scale == 0.0:
+        return lambda x, t: model(x, t, labels=None)              # s = 0: the unconditional pass alone
     if guidance_scale == 1.0:
         return lambda x, t: model(x, t, labels=labels)
     if interval is None or guidance_scale < 1.0:
