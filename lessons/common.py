@@ -15,6 +15,7 @@ import torch
 from gradio.components.plot import PlotData
 
 from ddpm import SCHEDULES, Schedule, make_schedule
+from ddpm.schedules import ABAR_SCHEDULES
 from ddpm.data import image_to_tensor
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -65,7 +66,7 @@ def schedule_from(kind, timesteps, beta_start, beta_end) -> Schedule:
     T = number(timesteps, "timesteps (T)", 2, MAX_T, integer=True)
     b0 = number(beta_start, "beta_start", 1e-6, 0.999)
     b1 = number(beta_end, "beta_end", 1e-6, 0.999)
-    if kind != "cosine" and b0 > b1:
+    if kind not in ABAR_SCHEDULES and b0 > b1:
         raise gr.Error(f"beta_start ({b0:g}) must not exceed beta_end ({b1:g})")
     return _schedule(kind, T, b0, b1)
 
@@ -168,6 +169,12 @@ def fmt(v: float) -> str:
     """A coefficient for a formula: 5 decimals, scientific when tiny."""
     v = float(v)
     return f"{v:.5f}" if v == 0 or abs(v) >= 1e-3 else f"{v:.4e}"
+
+
+def lang_input(text) -> list:
+    """[the app's language State] to append to a handler's inputs (it fills the handler's trailing `lang`
+    parameter), or [] when the tab is built without one (the handler then writes English)."""
+    return [] if text.state is None else [text.state]
 
 
 def t_slider_follows_T(T, t):

@@ -16,6 +16,7 @@ from .common import (
     PlotData,
     fmt,
     image_picker,
+    lang_input,
     load_image,
     noise_like,
     plain_figure,
@@ -26,7 +27,7 @@ from .common import (
     timestep,
     to_picture,
 )
-from .i18n import Text, lesson
+from .i18n import LANGS, Text, lang_of, lesson, tr
 
 FILM = 8   # frames in the filmstrip
 
@@ -36,68 +37,70 @@ def _thin(T: int, k: int = 400) -> np.ndarray:
     return np.unique(np.linspace(0, T - 1, min(T, k)).round().astype(int))
 
 
-def _series(s: Schedule) -> list[tuple[int, str, torch.Tensor]]:
+def _series(s: Schedule, lang: str = "en") -> list[tuple[int, str, torch.Tensor]]:
     """(subplot row, name, values over t) of every curve the forward tab draws."""
-    return [(1, "β_t", s.betas), (2, "ᾱ_t", s.alphas_cumprod), (2, "√ᾱ_t (signal)", s.sqrt_alphas_cumprod),
-            (2, "√(1−ᾱ_t) (noise)", s.sqrt_one_minus_alphas_cumprod), (3, "log SNR", s.snr.log())]
+    return [(1, "β_t", s.betas), (2, "ᾱ_t", s.alphas_cumprod), (2, tr("fig.signal", lang), s.sqrt_alphas_cumprod),
+            (2, tr("fig.noise", lang), s.sqrt_one_minus_alphas_cumprod), (3, "log SNR", s.snr.log())]
 
 
-@lru_cache(maxsize=16)
-def _curves_base(s: Schedule) -> dict:
-    """The curves of one schedule, without the t marker, as a plain figure dict. Cached per schedule
-    (the sliders get their schedules from a cache too, so the same settings give the same object)."""
+@lru_cache(maxsize=16 * len(LANGS))
+def _curves_base(s: Schedule, lang: str = "en") -> dict:
+    """The curves of one schedule, without the t marker, as a plain figure dict. Cached per schedule and
+    language (the sliders get their schedules from a cache too, so the same settings give the same object)."""
     idx = _thin(s.timesteps)
     fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.06,
                         subplot_titles=("β_t", "ᾱ_t,  √ᾱ_t,  √(1−ᾱ_t)", "log SNR_t = log ᾱ_t / (1−ᾱ_t)"))
-    for row, name, y in _series(s):
+    for row, name, y in _series(s, lang):
         fig.add_trace(go.Scatter(x=idx, y=y.numpy()[idx], name=name, mode="lines"), row=row, col=1)
-    fig.update_xaxes(title_text="timestep t", row=3, col=1)
+    fig.update_xaxes(title_text=tr("fig.timestep", lang), row=3, col=1)
     fig.update_layout(height=560, margin=dict(l=50, r=10, t=40, b=40), legend=dict(orientation="h", y=-0.12),
                       template="plotly_white")
     return plain_figure(fig)
 
 
-def curves_figure(s: Schedule, t: int) -> PlotData:
+def curves_figure(s: Schedule, t: int, lang: str = "en") -> PlotData:
     """beta_t; alpha-bar, sqrt(alpha-bar), sqrt(1 - alpha-bar); log SNR; a marker and a dotted line at t."""
-    base = _curves_base(s)
+    lang = lang_of(lang)
+    base = _curves_base(s, lang)
     axis = {1: "", 2: "2", 3: "3"}                                         # subplot row -> plotly's axis suffix
     markers = [dict(type="scatter", x=[t], y=[y[t].item()], xaxis="x" + axis[row], yaxis="y" + axis[row],
                     mode="markers", marker=dict(size=9, color="black"), showlegend=False,
                     hovertemplate=f"{name}(t={t}) = %{{y:.5g}}<extra></extra>")
-               for row, name, y in _series(s)]
+               for row, name, y in _series(s, lang)]
     lines = [dict(type="line", x0=t, x1=t, xref="x" + axis[row], y0=0, y1=1, yref=f"y{axis[row]} domain",
                   line=dict(color="grey", dash="dot")) for row in (1, 2, 3)]
     return plot_data({"data": base["data"] + markers, "layout": {**base["layout"], "shapes": lines}})
 
 
-@lru_cache(maxsize=1)
-def _histogram_base() -> dict:
+@lru_cache(maxsize=len(LANGS))
+def _histogram_base(lang: str = "en") -> dict:
     """Axes and the N(0, 1) density: the parts of the histogram that never change."""
     grid = np.linspace(-4, 4, 161)
     fig = go.Figure(go.Scatter(x=grid, y=np.exp(-grid ** 2 / 2) / np.sqrt(2 * np.pi), name="N(0, 1)",
                                line=dict(color="black")))
-    fig.update_layout(height=280, margin=dict(l=50, r=10, t=30, b=40), xaxis_title="pixel value",
-                      yaxis_title="density", xaxis_range=[-4, 4], template="plotly_white",
+    fig.update_layout(height=280, margin=dict(l=50, r=10, t=30, b=40), xaxis_title=tr("fig.pixel_value", lang),
+                      yaxis_title=tr("fig.density", lang), xaxis_range=[-4, 4], template="plotly_white",
                       legend=dict(orientation="h", y=1.02, yanchor="bottom", x=1, xanchor="right"), bargap=0)
     return plain_figure(fig)
 
 
-def histogram_figure(x_t: torch.Tensor, t: int) -> PlotData:
+def histogram_figure(x_t: torch.Tensor, t: int, lang: str = "en") -> PlotData:
     """Histogram of x_t's pixels with the N(0, 1) density: at large t they coincide."""
     density, edges = np.histogram(x_t.flatten().numpy(), bins=60, range=(-4, 4), density=True)
     bars = dict(type="bar", x=((edges[:-1] + edges[1:]) / 2).tolist(), y=density.tolist(),
-                width=float(edges[1] - edges[0]), name=f"pixels of x_t (t={t})", marker=dict(color="#6c8ebf"))
-    base = _histogram_base()
+                width=float(edges[1] - edges[0]), name=tr("fig.pixels", lang).format(t=t), marker=dict(color="#6c8ebf"))
+    base = _histogram_base(lang_of(lang))
     return plot_data({"data": [bars] + base["data"], "layout": base["layout"]})
 
 
-def formula(s: Schedule, t: int) -> str:
+def formula(s: Schedule, t: int, lang: str = "en") -> str:
     a, b = s.sqrt_alphas_cumprod[t].item(), s.sqrt_one_minus_alphas_cumprod[t].item()
     # two aligned lines, so that the formula fits a phone's width
     return (f"$$\\begin{{aligned}}x_{{{t}}} &= \\sqrt{{\\bar\\alpha_{{{t}}}}}\\,x_0 + \\sqrt{{1-\\bar\\alpha_{{{t}}}}}\\,\\epsilon"
             f" \\\\ &= {fmt(a)}\\,x_0 + {fmt(b)}\\,\\epsilon\\end{{aligned}}$$\n\n"
-            f"$\\beta_{{{t}}} = {fmt(s.betas[t])}$, $\\bar\\alpha_{{{t}}} = {fmt(s.alphas_cumprod[t])}$, "
-            f"$\\mathrm{{SNR}} = {fmt(s.snr[t])}$ (Ho et al. 2020, Eq. 4)")
+            + tr("forward.numbers", lang).format(beta=f"$\\beta_{{{t}}} = {fmt(s.betas[t])}$",
+                                                 abar=f"$\\bar\\alpha_{{{t}}} = {fmt(s.alphas_cumprod[t])}$",
+                                                 snr=f"$\\mathrm{{SNR}} = {fmt(s.snr[t])}$"))
 
 
 def film_ts(T: int) -> list[int]:
@@ -114,24 +117,31 @@ def _noised(image, t, schedule, timesteps, beta_start, beta_end):
 
 
 def forward(image=None, t: int = 250, schedule: str = "linear", timesteps: int = 1000, beta_start: float = 1e-4,
-            beta_end: float = 0.02):
-    """-> (x_t, x_0, eps, formula, filmstrip, curves, histogram). The API's /forward."""
+            beta_end: float = 0.02, lang: str = "en"):
+    """-> (x_t, x_0, eps, formula, filmstrip, curves, histogram). The API's /forward (always English: the
+    endpoint has no language parameter; the tab passes the app's language State as `lang`)."""
     s, t, x0, eps, x_t = _noised(image, t, schedule, timesteps, beta_start, beta_end)
     film = strip([q_sample(s, x0, k, eps) for k in film_ts(s.timesteps)])
-    return (to_picture(x_t), to_picture(x0), to_picture(eps / 3), formula(s, t), film, curves_figure(s, t),
-            histogram_figure(x_t, t))
+    return (to_picture(x_t), to_picture(x0), to_picture(eps / 3), formula(s, t, lang), film,
+            curves_figure(s, t, lang), histogram_figure(x_t, t, lang))
 
 
 def forward_at_t(image=None, t: int = 250, schedule: str = "linear", timesteps: int = 1000,
-                 beta_start: float = 1e-4, beta_end: float = 0.02):
+                 beta_start: float = 1e-4, beta_end: float = 0.02, lang: str = "en"):
     """Only what moves with t -> (x_t, formula, curves, histogram): the slider's live path, which
     skips re-sending x_0, eps and the filmstrip on every tick of a drag."""
     s, t, x0, eps, x_t = _noised(image, t, schedule, timesteps, beta_start, beta_end)
-    return to_picture(x_t), formula(s, t), curves_figure(s, t), histogram_figure(x_t, t)
+    return to_picture(x_t), formula(s, t, lang), curves_figure(s, t, lang), histogram_figure(x_t, t, lang)
+
+
+def compare_note(s1: Schedule, s2: Schedule, schedule: str, other: str, t: int, lang: str = "en") -> str:
+    """The caption of the two filmstrips: which schedule is which, and alpha-bar_t of each."""
+    return tr("forward.compare", lang).format(top=schedule, bottom=other, ts=", ".join(map(str, film_ts(s1.timesteps))),
+                                              t=t, a_top=fmt(s1.alphas_cumprod[t]), a_bottom=fmt(s2.alphas_cumprod[t]))
 
 
 def compare(image=None, t: int = 250, schedule: str = "linear", other: str = "cosine", timesteps: int = 1000,
-            beta_start: float = 1e-4, beta_end: float = 0.02):
+            beta_start: float = 1e-4, beta_end: float = 0.02, lang: str = "en"):
     """Two schedules on the same image and noise: filmstrips one above the other, and x_t at t for each."""
     s1 = schedule_from(schedule, timesteps, beta_start, beta_end)
     s2 = schedule_from(other, timesteps, beta_start, beta_end)
@@ -141,9 +151,20 @@ def compare(image=None, t: int = 250, schedule: str = "linear", other: str = "co
     ts = film_ts(s1.timesteps)
     top, bottom = strip([q_sample(s1, x0, k, eps) for k in ts], 72), strip([q_sample(s2, x0, k, eps) for k in ts], 72)
     gap = np.full((8, top.shape[1], 3), 255, np.uint8)
-    note = (f"**{schedule}** (top) vs **{other}** (bottom), t = {', '.join(map(str, ts))}. "
-            f"At t = {t}: $\\bar\\alpha$ = {fmt(s1.alphas_cumprod[t])} vs {fmt(s2.alphas_cumprod[t])}.")
-    return np.concatenate([top, gap, bottom]), note
+    return np.concatenate([top, gap, bottom]), compare_note(s1, s2, schedule, other, t, lang)
+
+
+def relabel(image=None, t: int = 250, schedule: str = "linear", other: str = "cosine", timesteps: int = 1000,
+            beta_start: float = 1e-4, beta_end: float = 0.02, lang: str = "en"):
+    """After a language switch: the text-bearing outputs again, in `lang` -> (formula, curves, histogram,
+    compare note); the images stay. Bad settings (already reported when they were entered) change nothing."""
+    try:
+        s, t, x0, eps, x_t = _noised(image, t, schedule, timesteps, beta_start, beta_end)
+        s2 = schedule_from(other, timesteps, beta_start, beta_end)
+    except gr.Error:
+        return (gr.skip(),) * 4
+    return (formula(s, t, lang), curves_figure(s, t, lang), histogram_figure(x_t, t, lang),
+            compare_note(s, s2, schedule, other, t, lang))
 
 
 def build(text: Text) -> dict:
@@ -172,9 +193,10 @@ def build(text: Text) -> dict:
     cmp_img = text.reg(gr.Image(label=text("compare_strip"), format="png", interactive=False), label="compare_strip")
 
 
-    main_inputs = [source, t, kind, T, b0, b1]
+    lang = lang_input(text)                     # the app's language State, last: the handlers' `lang`
+    main_inputs = [source, t, kind, T, b0, b1] + lang
     outs = [xt, x0, eps, eq, film, curves, hist]
-    cmp_inputs = [source, t, kind, other, T, b0, b1]
+    cmp_inputs = [source, t, kind, other, T, b0, b1] + lang
     # the documented API endpoint first (it claims the name), with exactly the handler's parameters
     api_file = gr.File(visible=False)
     gr.Button(visible=False).click(forward, [api_file, t, kind, T, b0, b1], outs, api_name="forward")
@@ -187,4 +209,5 @@ def build(text: Text) -> dict:
         trigger(compare, cmp_inputs, [cmp_img, cmp_note], show_progress="hidden", trigger_mode="always_last", queue=False,
                 api_visibility="private")
     return dict(image=image, t=t, schedule=kind, timesteps=T, beta_start=b0, beta_end=b1, other=other,
-                refresh=[(forward, main_inputs, outs), (compare, cmp_inputs, [cmp_img, cmp_note])])
+                refresh=[(forward, main_inputs, outs), (compare, cmp_inputs, [cmp_img, cmp_note])],
+                on_lang=relabel, on_lang_io=(cmp_inputs, [eq, curves, hist, cmp_note]))

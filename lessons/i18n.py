@@ -31,7 +31,7 @@ UI: dict[str, dict[str, str]] = {
         "variances": "β_t against β̃_t", "formula": "Formula with the numbers",
         "label": "Class", "any": "any (unconditional)", "guidance": "Guidance scale s",
         "guide_until": "only while t ≤", "guide_until_info": "s = 1 above · 999: every step",
-        "model": "Model", "model_info": "the small one is distilled from the large one: about 2.5× faster",
+        "model": "Model", "model_info": "the small one is distilled from the large one: 2.4× faster (measured)",
         "sampler": "Sampler", "steps": "DDIM steps", "eta": "DDIM η", "n": "Images",
         "generate": "Generate", "stop": "Stop", "progress": "Progress", "pred_x0": "Predicted x₀",
         "scrub": "Scrub through the stored steps", "gif": "Export as animated GIF", "gif_file": "GIF",
@@ -55,6 +55,29 @@ UI: dict[str, dict[str, str]] = {
         "quiz_wrong": "❌ Not quite: the answer is **{answer}**.", "quiz_why": "Why",
         "quiz_model": "Model answer", "quiz_see": "See it in the app", "quiz_pick": "Pick an option first.",
         "quiz_score_note": "(correct / answered multiple-choice)",
+        # ---- text the handlers generate: notes, formulas' captions, figure titles, axes, legends, hover text
+        "fig.timestep": "timestep t", "fig.signal": "√ᾱ_t (signal)", "fig.noise": "√(1−ᾱ_t) (noise)",
+        "fig.pixel_value": "pixel value", "fig.density": "density", "fig.pixels": "pixels of x_t (t={t})",
+        "fig.variance": "variance", "fig.beta_large": "β_t  (fixed_large)", "fig.beta_small": "β̃_t  (fixed_small)",
+        "fig.bpd": "bits/dim", "fig.step": "step", "fig.loss": "loss", "fig.smoothed": "smoothed",
+        "fig.data": "data", "fig.samples": "samples",
+        "forward.numbers": "{beta}, {abar}, {snr} (Ho et al. 2020, Eq. 4)",
+        "forward.compare": "**{top}** (top) vs **{bottom}** (bottom), t = {ts}. "
+                           "At t = {t}: $\\bar\\alpha$ = {a_top} vs {a_bottom}.",
+        "posterior.numbers": "coef1 = `posterior_mean_coef1[{t}]` = **{c1}**, coef2 = `posterior_mean_coef2[{t}]` = "
+                             "**{c2}**, β̃ = `posterior_variance[{t}]` = **{bt}**, β = `betas[{t}]` = **{beta}** "
+                             "(Ho et al. 2020, Eq. 6–7; at t = 0 the paper's ᾱ₋₁ = 1)",
+        "vlb.table": "| term | bits/dim |\n|---|---|\n| $L_T$ (prior) | {prior:.2e} |\n"
+                     "| $L_0$ (decoder) | {decoder:.3f} |\n"
+                     "| $\\sum_{{t>1}} L_{{t-1}}$ (**estimate**) | {middle:.3f} |\n"
+                     "| **total $L$ (estimate)** | **{total:.3f}** |",
+        "vlb.note": "{n} test images, {k} of the {T} timesteps evaluated (every t < {stride}, then every {stride}-th); "
+                    "each evaluated term stands for the timesteps around it, so the sum is an estimate. "
+                    "Computed in {seconds:.1f} s.",
+        "toy.start": "step 0", "toy.step": "step {i} / {n}", "flow.title": "reverse step {k} / {T}: {x}",
+        "msg.all": " (all {n})", "msg.frame": "frame {k}/{n} · t = {t}",
+        "msg.cmp_start": "DDIM-{steps}: {t_ddim:.1f} s · DDPM-{T}: running…",
+        "msg.cmp_step": "DDIM-{steps}: {t_ddim:.1f} s · DDPM-{T}: step {i}/{T}, {elapsed:.1f} s",
     },
     "zh": {
         "title": "动手学扩散模型：从数学推导到 DDPM",
@@ -62,41 +85,67 @@ UI: dict[str, dict[str, str]] = {
         "tab.forward": "1 · 前向过程", "tab.posterior": "2 · 后验分布", "tab.reverse": "3 · 反向过程",
         "tab.training": "4 · 训练目标", "tab.quiz": "5 · 面试题",
         "copy_link": "复制当前视图链接", "link": "当前视图链接",
-        "image": "图像 x₀(示例)", "upload": "……或上传自己的图片(任意尺寸,彩色或灰度)",
-        "t": "时间步 t", "schedule": "噪声调度", "timesteps": "T(加噪步数)",
+        "image": "图像 x₀（示例）", "upload": "……或上传自己的图片（任意尺寸，彩色或灰度）",
+        "t": "时间步 t", "schedule": "噪声调度", "timesteps": "T（加噪步数）",
         "beta_start": "β 起始值", "beta_end": "β 终止值", "compare_with": "对比的调度",
-        "x0": "x₀(原图)", "noise": "ε(噪声)", "xt": "x_t", "filmstrip": "均匀间隔的 t 上的 x_t",
-        "curves": "调度曲线", "histogram": "x_t 的像素分布与 N(0, 1) 对比",
-        "compare_strip": "同一张图、同一份噪声,两种调度", "seed": "随机种子",
-        "post_mean": "后验均值 μ̃(x_t, x₀)", "post_draw": "从 q(x_{t−1} | x_t, x₀) 采样得到的 x_{t−1}",
+        "x0": "x₀（原图）", "noise": "ε（噪声）", "xt": "x_t", "filmstrip": "均匀间隔的 t 上的 x_t",
+        "curves": "调度曲线", "histogram": "x_t 的像素分布，对比标准正态 N(0, 1)",
+        "compare_strip": "同一张图、同一份噪声，两种调度", "seed": "随机种子",
+        "post_mean": "后验均值 μ̃(x_t, x₀)", "post_draw": "x_{t−1} 的一次采样：x_{t−1} ~ q(x_{t−1} | x_t, x₀)",
         "variances": "β_t 与 β̃_t 对比", "formula": "代入数值的公式",
-        "label": "类别", "any": "任意(无条件生成)", "guidance": "引导强度 s",
-        "guide_until": "仅当 t ≤", "guide_until_info": "更大的 t 上 s = 1 · 999:每步都引导",
-        "model": "模型", "model_info": "小模型由大模型蒸馏而来，约快 2.5 倍",
+        "label": "类别", "any": "任意（无条件生成）", "guidance": "引导强度 s",
+        "guide_until": "仅当 t ≤", "guide_until_info": "更大的 t 上 s = 1 · 999：每步都引导",
+        "model": "模型", "model_info": "小模型由大模型蒸馏而来：实测快 2.4×",
         "sampler": "采样器", "steps": "DDIM 步数", "eta": "DDIM η", "n": "生成数量",
         "generate": "生成", "stop": "停止", "progress": "进度", "pred_x0": "预测的 x₀",
         "scrub": "拖动回看每一步", "gif": "导出为 GIF 动图", "gif_file": "GIF",
-        "from_image": "从真实图片出发", "start_t": "先加噪到第 t 步,再去噪",
-        "generate_from_image": "从这张图去噪", "compare": "同一份初始噪声:DDPM 对比 DDIM",
-        "run_compare": "两个都跑", "ddpm_result": "DDPM(走完全部 T 步)", "ddim_result": "DDIM",
-        "vlb_button": "在测试集图片上计算变分下界", "vlb_plot": "各时间步的变分下界",
-        "toy": "二维玩具数据", "train": "开始训练(约 10 秒)", "loss": "损失", "toy_samples": "采样结果",
+        "from_image": "从真实图片出发", "start_t": "先加噪到第 t 步，再去噪",
+        "generate_from_image": "从这张图去噪", "compare": "同一份初始噪声：DDPM 对比 DDIM",
+        "run_compare": "两个都跑", "ddpm_result": "DDPM（走完全部 T 步）", "ddim_result": "DDIM",
+        "vlb_button": "在测试集图片上计算变分界（负 ELBO）", "vlb_plot": "各时间步的变分界（负 ELBO）",
+        "toy": "二维玩具数据", "train": "开始训练（约 10 秒）", "loss": "损失", "toy_samples": "采样结果",
         "flow": "看点如何流动", "flow_t": "反向步数",
-        "vlb_title": "逐项拆开变分下界", "toy_title": "现场训练一个二维点的小型去噪网络",
-        "flow_hint": "拖动滑块:第 0 步是纯高斯噪声 x_T,最后一步是生成完成的样本。每个点的颜色始终不变,"
-                     "可以盯住某一个点看它怎么走。用的是你刚训练好的模型;还没训练的话,就用这个数据集自带的模型。",
+        "vlb_title": "逐项拆开变分界（负 ELBO）", "toy_title": "现场训练一个二维点的小型去噪网络",
+        "flow_hint": "拖动滑块：第 0 步是纯高斯噪声 x_T，最后一步是生成完成的样本。每个点的颜色始终不变，"
+                     "可以盯住某一个点看它怎么走。用的是你刚训练好的模型；还没训练的话，就用这个数据集自带的模型。",
         "quiz_q": "题目", "check": "提交", "next": "下一题", "prev": "上一题", "score": "得分",
         "your_answer": "你的回答", "show_answer": "查看参考答案", "restart": "重新开始",
-        "open_hint": "开放题:先想一想、写下你的回答,再查看参考答案。",
-        "msg.start": "x_T ~ N(0, I):{n} 张 28×28 · 共 {total} 步:{ts}",
-        "msg.preview": "x_T ~ N(0, I):种子 {seed} 的「电视雪花」。点 **生成**,反向过程就从这里开始。",
-        "msg.step": "**第 {i}/{total} 步** · t = {t} · 每秒 {rate:.1f} 步\n\n<small>经过的 t:{ts}</small>",
-        "quiz_choice": "你的选择", "quiz_correct": "✅ 回答正确!",
-        "quiz_wrong": "❌ 不对,正确答案是 **{answer}**。", "quiz_why": "解析",
+        "open_hint": "开放题：先想一想、写下你的回答，再查看参考答案。",
+        "msg.start": "x_T ~ N(0, I)：{n} 张 28×28 · 共 {total} 步：{ts}",
+        "msg.preview": "x_T ~ N(0, I)：种子 {seed} 的“电视雪花”。点 **生成**，反向过程就从这里开始。",
+        "msg.step": "**第 {i}/{total} 步** · t = {t} · 每秒 {rate:.1f} 步\n\n<small>经过的 t：{ts}</small>",
+        "quiz_choice": "你的选择", "quiz_correct": "✅ 回答正确！",
+        "quiz_wrong": "❌ 不对，正确答案是 **{answer}**。", "quiz_why": "解析",
         "quiz_model": "参考答案", "quiz_see": "在应用中动手看看", "quiz_pick": "请先选择一个选项。",
-        "quiz_score_note": "(答对 / 已作答的选择题)",
+        "quiz_score_note": "（答对 / 已作答的选择题）",
+        # ---- 处理函数生成的文字：说明、公式出处、图的标题、坐标轴、图例、悬停提示
+        "fig.timestep": "时间步 t", "fig.signal": "√ᾱ_t（信号）", "fig.noise": "√(1−ᾱ_t)（噪声）",
+        "fig.pixel_value": "像素值", "fig.density": "概率密度", "fig.pixels": "x_t 的像素（t = {t}）",
+        "fig.variance": "方差", "fig.beta_large": "β_t（fixed_large）", "fig.beta_small": "β̃_t（fixed_small）",
+        "fig.bpd": "比特/维", "fig.step": "训练步数", "fig.loss": "损失", "fig.smoothed": "平滑后",
+        "fig.data": "真实数据", "fig.samples": "采样点",
+        "forward.numbers": "{beta}，{abar}，{snr}（Ho 等，2020，式 4）",
+        "forward.compare": "上：**{top}**，下：**{bottom}**，t = {ts}。"
+                           "t = {t} 时，$\\bar\\alpha$ 分别为 {a_top}（上）和 {a_bottom}（下）。",
+        "posterior.numbers": "系数 1 = `posterior_mean_coef1[{t}]` = **{c1}**，系数 2 = `posterior_mean_coef2[{t}]` = "
+                             "**{c2}**，β̃ = `posterior_variance[{t}]` = **{bt}**，β = `betas[{t}]` = **{beta}**"
+                             "（Ho 等，2020，式 6–7；t = 0 时按论文的约定取 ᾱ₋₁ = 1）",
+        "vlb.table": "| 项 | 比特/维 |\n|---|---|\n| $L_T$（先验项） | {prior:.2e} |\n| $L_0$（解码项） | {decoder:.3f} |\n"
+                     "| $\\sum_{{t>1}} L_{{t-1}}$（**估计值**） | {middle:.3f} |\n"
+                     "| **总计 $L$（估计值）** | **{total:.3f}** |",
+        "vlb.note": "{n} 张测试图片；在 {T} 个时间步中评估了 {k} 个（t < {stride} 时每步都算，之后每 {stride} 步算一个）。"
+                    "每个评估的项代表它附近的时间步，所以总和是估计值。用时 {seconds:.1f} 秒。",
+        "toy.start": "第 0 步", "toy.step": "第 {i} / {n} 步", "flow.title": "反向第 {k} / {T} 步：{x}",
+        "msg.all": "（共 {n} 个）", "msg.frame": "第 {k}/{n} 帧 · t = {t}",
+        "msg.cmp_start": "DDIM-{steps}：{t_ddim:.1f} 秒 · DDPM-{T}：运行中……",
+        "msg.cmp_step": "DDIM-{steps}：{t_ddim:.1f} 秒 · DDPM-{T}：第 {i}/{T} 步，{elapsed:.1f} 秒",
     },
 }
+
+
+def lang_of(lang) -> str:
+    """`lang` if it is one of LANGS, else "en" (a handler's language argument, also a cache key)."""
+    return lang if lang in LANGS else "en"
 
 
 def tr(key: str, lang: str = "en") -> str:

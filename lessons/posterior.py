@@ -14,6 +14,7 @@ from .common import (
     PlotData,
     fmt,
     image_picker,
+    lang_input,
     load_image,
     noise_like,
     plain_figure,
@@ -24,10 +25,10 @@ from .common import (
     to_picture,
 )
 from .forward import _thin
-from .i18n import Text, lesson
+from .i18n import LANGS, Text, lang_of, lesson, tr
 
 
-def formula(s: Schedule, t: int) -> str:
+def formula(s: Schedule, t: int, lang: str = "en") -> str:
     """mu-tilde and beta-tilde (Eq. 7), symbolic and with the current numbers substituted."""
     c1, c2 = s.posterior_mean_coef1[t].item(), s.posterior_mean_coef2[t].item()
     bt, beta = s.posterior_variance[t].item(), s.betas[t].item()
@@ -40,36 +41,36 @@ def formula(s: Schedule, t: int) -> str:
         f"$$\\begin{{aligned}}\\tilde\\beta_{{{t}}} &= \\frac{{1-\\bar\\alpha_{{{p}}}}}{{1-\\bar\\alpha_{{{t}}}}}\\,\\beta_{{{t}}}"
         f" = {fmt(bt)} \\\\ \\beta_{{{t}}} &= {fmt(beta)}, \\qquad \\tilde\\beta_{{{t}}}/\\beta_{{{t}}}"
         f" = {fmt(bt / beta)}\\end{{aligned}}$$",
-        f"coef1 = `posterior_mean_coef1[{t}]` = **{fmt(c1)}**, coef2 = `posterior_mean_coef2[{t}]` = **{fmt(c2)}**, "
-        f"β̃ = `posterior_variance[{t}]` = **{fmt(bt)}**, β = `betas[{t}]` = **{fmt(beta)}** "
-        f"(Ho et al. 2020, Eq. 6–7; at t = 0 the paper's ᾱ₋₁ = 1)",
+        tr("posterior.numbers", lang).format(t=t, c1=fmt(c1), c2=fmt(c2), bt=fmt(bt), beta=fmt(beta)),
     ])
 
 
-@lru_cache(maxsize=16)
-def _variance_base(s: Schedule) -> dict:
-    """Both variance curves of one schedule, without the t markers (cached, see common.plot_data)."""
+@lru_cache(maxsize=16 * len(LANGS))
+def _variance_base(s: Schedule, lang: str = "en") -> dict:
+    """Both variance curves of one schedule, without the t markers (cached per schedule and language, see
+    common.plot_data)."""
     idx = _thin(s.timesteps)
     fig = go.Figure()
-    fig.add_trace(go.Scatter(x=idx, y=s.betas.numpy()[idx], name="β_t  (fixed_large)"))
-    fig.add_trace(go.Scatter(x=idx, y=s.posterior_variance.numpy()[idx], name="β̃_t  (fixed_small)"))
-    fig.update_layout(height=300, margin=dict(l=50, r=10, t=30, b=40), xaxis_title="timestep t",
-                      yaxis_title="variance", yaxis_type="log", template="plotly_white",
+    fig.add_trace(go.Scatter(x=idx, y=s.betas.numpy()[idx], name=tr("fig.beta_large", lang)))
+    fig.add_trace(go.Scatter(x=idx, y=s.posterior_variance.numpy()[idx], name=tr("fig.beta_small", lang)))
+    fig.update_layout(height=300, margin=dict(l=50, r=10, t=30, b=40), xaxis_title=tr("fig.timestep", lang),
+                      yaxis_title=tr("fig.variance", lang), yaxis_type="log", template="plotly_white",
                       legend=dict(orientation="h", y=1.02, yanchor="bottom", x=1, xanchor="right"))
     return plain_figure(fig)
 
 
-def variance_figure(s: Schedule, t: int) -> PlotData:
+def variance_figure(s: Schedule, t: int, lang: str = "en") -> PlotData:
     """The paper's two choices for sigma_t^2: beta_t (upper bound) and beta-tilde_t (lower bound), marked at t."""
-    base = _variance_base(s)
+    base = _variance_base(s, lang_of(lang))
     marker = dict(type="scatter", x=[t, t], y=[s.betas[t].item(), s.posterior_variance[t].item()], mode="markers",
                   marker=dict(size=9, color="black"), showlegend=False)
     return plot_data({"data": base["data"] + [marker], "layout": base["layout"]})
 
 
 def posterior(image=None, t: int = 500, schedule: str = "linear", timesteps: int = 1000, beta_start: float = 1e-4,
-              beta_end: float = 0.02, seed: int = 0):
-    """-> (x_t, mu-tilde, x_{t-1} draw, x_0, formula, variance plot). The API's /posterior."""
+              beta_end: float = 0.02, seed: int = 0, lang: str = "en"):
+    """-> (x_t, mu-tilde, x_{t-1} draw, x_0, formula, variance plot). The API's /posterior (always English: the
+    endpoint has no language parameter; the tab passes the app's language State as `lang`)."""
     s = schedule_from(schedule, timesteps, beta_start, beta_end)
     t = timestep(t, s)
     x0 = load_image(image)                                                   # (1, C, S, S) in [-1, 1]
@@ -77,8 +78,20 @@ def posterior(image=None, t: int = 500, schedule: str = "linear", timesteps: int
     mean, var, _ = q_posterior(s, x0, x_t, t)                                # Eq. 7
     z = torch.randn(x0.shape, generator=torch.Generator().manual_seed(int(seed) + 1))
     x_prev = mean + var.sqrt() * z                                           # a draw of x_{t-1}
-    return (to_picture(x_t), to_picture(mean), to_picture(x_prev), to_picture(x0), formula(s, t),
-            variance_figure(s, t))
+    return (to_picture(x_t), to_picture(mean), to_picture(x_prev), to_picture(x0), formula(s, t, lang),
+            variance_figure(s, t, lang))
+
+
+def relabel(t: int = 500, schedule: str = "linear", timesteps: int = 1000, beta_start: float = 1e-4,
+            beta_end: float = 0.02, lang: str = "en"):
+    """After a language switch: (formula, variance plot) again, in `lang`; the images stay. Bad settings
+    (already reported when they were entered) change nothing."""
+    try:
+        s = schedule_from(schedule, timesteps, beta_start, beta_end)
+        t = timestep(t, s)
+    except gr.Error:
+        return gr.skip(), gr.skip()
+    return formula(s, t, lang), variance_figure(s, t, lang)
 
 
 def build(text: Text) -> dict:
@@ -100,11 +113,13 @@ def build(text: Text) -> dict:
             eq = gr.Markdown(latex_delimiters=LATEX, elem_id="posterior-formula")
     plot = text.reg(gr.Plot(label=text("variances")), label="variances")
 
-    inputs, outs = [source, t, kind, T, b0, b1, seed], [xt, mu, xp, x0, eq, plot]
+    lang = lang_input(text)                     # the app's language State, last: the handler's `lang`
+    inputs, outs = [source, t, kind, T, b0, b1, seed] + lang, [xt, mu, xp, x0, eq, plot]
     # the documented API endpoint first (it claims the name), with exactly the handler's parameters
     api_file = gr.File(visible=False)
     gr.Button(visible=False).click(posterior, [api_file, t, kind, T, b0, b1], outs, api_name="posterior")
     for trigger in (t.change, kind.change, T.submit, b0.submit, b1.submit, seed.submit, source.change):
         trigger(posterior, inputs, outs, show_progress="hidden", trigger_mode="always_last", queue=False, api_visibility="private")
     return dict(image=image, t=t, schedule=kind, timesteps=T, beta_start=b0, beta_end=b1,
-                refresh=[(posterior, inputs, outs)])
+                refresh=[(posterior, inputs, outs)],
+                on_lang=relabel, on_lang_io=([t, kind, T, b0, b1] + lang, [eq, plot]))

@@ -30,7 +30,7 @@ SAMPLERS = {"ddim": ("ddim", "fixed_small"), "ddpm": ("ddpm", "fixed_small"), "d
 def pipe(model: str = MODEL):
     if model not in MODELS:
         raise gr.Error(f"unknown model {model!r}; choose one of: {', '.join(MODELS)}")
-    # "auto": bfloat16 autocast on CPUs that do it natively (~1.8x faster, same images to the eye:
+    # "auto": bfloat16 autocast on CPUs that do it natively (~1.7x faster, same images to the eye:
     # the Fréchet distance in bench/RESULTS.md is unchanged), float32 elsewhere
     return load_pretrained(model, precision="auto")
 
@@ -76,8 +76,9 @@ def check(label, sampler, steps, eta, guidance_scale, seed, n, guidance_until=No
                 guidance_interval=None if until == p.timesteps - 1 else (0, until))
 
 
-def visited(ts: list[int]) -> str:
-    return f"{', '.join(map(str, ts))}" if len(ts) <= 60 else f"{ts[0]}, {ts[1]}, {ts[2]}, …, {ts[-2]}, {ts[-1]} (all {len(ts)})"
+def visited(ts: list[int], lang: str = "en") -> str:
+    return f"{', '.join(map(str, ts))}" if len(ts) <= 60 else \
+        f"{ts[0]}, {ts[1]}, {ts[2]}, …, {ts[-2]}, {ts[-1]}" + tr("msg.all", lang).format(n=len(ts))
 
 
 def _u8(images: torch.Tensor) -> torch.Tensor:
@@ -100,7 +101,7 @@ def _stream(frames: Iterator, ts: list[int], n: int, first: torch.Tensor, lang: 
     total, stored, t0, last = len(ts), [], time.time(), 0.0
     keep = max(1, math.ceil(total / MAX_STORED))
     stored.append(("start", _u8(first), torch.zeros_like(_u8(first))))
-    yield (_picture(stored[0][1]), None, tr("msg.start", lang).format(n=n, total=total, ts=visited(ts)), stored,
+    yield (_picture(stored[0][1]), None, tr("msg.start", lang).format(n=n, total=total, ts=visited(ts, lang)), stored,
            gr.update())
     for i, f in enumerate(frames, 1):
         now = time.time()
@@ -109,7 +110,8 @@ def _stream(frames: Iterator, ts: list[int], n: int, first: torch.Tensor, lang: 
         if now - last >= STREAM_EVERY or i == total:
             last = now
             bar = "█" * round(20 * i / total) + "░" * (20 - round(20 * i / total))
-            msg = f"`{bar}` " + tr("msg.step", lang).format(i=i, total=total, t=f.t, rate=i / (now - t0), ts=visited(ts))
+            msg = f"`{bar}` " + tr("msg.step", lang).format(i=i, total=total, t=f.t, rate=i / (now - t0),
+                                                            ts=visited(ts, lang))
             final = i == total
             yield (grid_picture(f.x_t), grid_picture(f.x0_pred), msg, stored,
                    gr.update(maximum=len(stored) - 1, value=len(stored) - 1) if final else gr.update())
@@ -166,7 +168,7 @@ def from_image(image=None, start_t: int = 600, label: str = "any", sampler: str 
 
 
 def compare(label: str = "any", steps: int = 50, guidance_scale: float = 3.0, seed: int = 0, n: int = 4,
-            guidance_until: int | None = None, model: str = MODEL):
+            guidance_until: int | None = None, model: str = MODEL, lang: str = "en"):
     """DDIM (steps) and DDPM (all T) from the very same x_T: yields (DDIM grid, DDPM grid, note)."""
     a = check(label, "ddim", steps, 0.0, guidance_scale, seed, n, guidance_until, model)
     p = pipe(model)
@@ -174,24 +176,24 @@ def compare(label: str = "any", steps: int = 50, guidance_scale: float = 3.0, se
     t0 = time.time()
     ddim = p.sample(**a, x_T=x_T)
     t_ddim = time.time() - t0
-    yield grid_picture(ddim), None, f"DDIM-{a['steps']}: {t_ddim:.1f} s · DDPM-{p.timesteps}: running…"
+    yield grid_picture(ddim), None, tr("msg.cmp_start", lang).format(steps=a["steps"], t_ddim=t_ddim, T=p.timesteps)
     a.update(sampler="ddpm")
     t0, last = time.time(), 0.0
     for i, f in enumerate(p.progressive(**a, x_T=x_T), 1):
         if time.time() - last > 0.25 or i == p.timesteps:
             last = time.time()
             yield (grid_picture(ddim), grid_picture(f.x_t),
-                   f"DDIM-{a['steps']}: {t_ddim:.1f} s · DDPM-{p.timesteps}: step {i}/{p.timesteps}, "
-                   f"{time.time() - t0:.1f} s")
+                   tr("msg.cmp_step", lang).format(steps=a["steps"], t_ddim=t_ddim, T=p.timesteps, i=i,
+                                                   elapsed=time.time() - t0))
 
 
-def scrub(stored: list, k: int):
+def scrub(stored: list, k: int, lang: str = "en"):
     """Show stored frame k of the last run."""
     if not stored:
         return None, None, ""
     k = int(min(max(0, k), len(stored) - 1))
     t, xt, x0 = stored[k]
-    return _picture(xt), _picture(x0), f"frame {k}/{len(stored) - 1} · t = {t}"
+    return _picture(xt), _picture(x0), tr("msg.frame", lang).format(k=k, n=len(stored) - 1, t=t)
 
 
 def export_gif(stored: list) -> str:
@@ -254,7 +256,8 @@ def build(text: Text) -> dict:
     # each model has its own tuned guidance interval: switching models moves the slider to it
     # (.input, not .change: a deep link that sets both must keep its own guide_until)
     model.input(default_guidance_until, model, until, queue=False, api_visibility="private")
-    frame_k.input(scrub, [stored, frame_k], [xt, x0, progress], show_progress="hidden", api_visibility="private")
+    frame_k.input(scrub, [stored, frame_k, text.state], [xt, x0, progress], show_progress="hidden",
+                  api_visibility="private")
     for trigger in (seed.submit, n.release):
         trigger(preview, [seed, n, text.state], [xt, x0, progress], show_progress="hidden", queue=False,
                 api_visibility="private")
@@ -286,7 +289,8 @@ def build(text: Text) -> dict:
             c_ddpm = text.reg(gr.Image(label=text("ddpm_result"), format="png", interactive=False, height=280),
                               label="ddpm_result")
         c_note = gr.Markdown()
-        run_cmp = go_cmp.click(compare, [label, steps, guidance, seed, n, until, model], [c_ddim, c_ddpm, c_note],
+        run_cmp = go_cmp.click(compare, [label, steps, guidance, seed, n, until, model, text.state],
+                               [c_ddim, c_ddpm, c_note],
                                concurrency_limit=2, concurrency_id="model", api_visibility="private")
     stop.click(None, cancels=[run, run_img, run_cmp], api_visibility="private")
     return dict(label=label, sampler=sampler, steps=steps, eta=eta, guidance=guidance, guide_until=until,

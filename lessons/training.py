@@ -19,8 +19,8 @@ from ddpm.samplers import guided, sample_loop, timesteps_for
 from ddpm.toy import TOYS, make_toy, toy_dataset
 from ddpm.vlb import vlb_terms
 
-from .common import LATEX, PlotData, choice, example_names, load_image, number, plain_figure, plot_data
-from .i18n import Text, lesson, tr
+from .common import LATEX, PlotData, choice, example_names, lang_input, load_image, number, plain_figure, plot_data
+from .i18n import LANGS, Text, lang_of, lesson, tr
 
 TOY_T = 100          # forward steps of the toy diffusion
 N_POINTS = 500       # points in the sample scatter and the flow
@@ -54,7 +54,8 @@ def cell_widths(ts: list[int], T: int) -> np.ndarray:
 
 
 @lru_cache(maxsize=8)
-def _vlb(n_images: int, stride: int) -> tuple[go.Figure, str]:
+def _vlb_numbers(n_images: int, stride: int) -> dict:
+    """The bound's terms on n_images held-out images at vlb_timesteps(T, stride), in bits/dim (the slow part)."""
     pipe = load_pretrained("fashion-mnist")
     x0 = _held_out(n_images).to(pipe.device)                                  # (B, 1, 28, 28) in [-1, 1]
     T = pipe.timesteps
@@ -67,8 +68,14 @@ def _vlb(n_images: int, stride: int) -> tuple[go.Figure, str]:
     prior, decoder = out["prior"].mean().item(), out["decoder"].mean().item()
     w = cell_widths(ts, T)
     middle = float((terms[1:] * w).sum())                                     # sum_{t>1} L_{t-1}, estimated
-    total = prior + decoder + middle
+    return dict(ts=ts, T=T, terms=terms, prior=prior, decoder=decoder, middle=middle, total=prior + decoder + middle,
+                seconds=seconds)
 
+
+@lru_cache(maxsize=8 * len(LANGS))
+def _vlb(n_images: int, stride: int, lang: str = "en") -> tuple[go.Figure, str]:
+    v = _vlb_numbers(n_images, stride)
+    ts, T, terms, prior, decoder = v["ts"], v["T"], v["terms"], v["prior"], v["decoder"]
     fig = go.Figure(go.Scatter(x=ts[1:], y=terms[1:], mode="lines+markers", marker=dict(size=4),
                                name="L_{t-1} = KL(q(x_{t-1}|x_t,x_0) || p_θ(x_{t-1}|x_t))"))
     fig.add_trace(go.Scatter(x=[0], y=[decoder], mode="markers", name="L_0 = −log p_θ(x_0|x_1)",
@@ -76,21 +83,24 @@ def _vlb(n_images: int, stride: int) -> tuple[go.Figure, str]:
     fig.add_trace(go.Scatter(x=[0, T - 1], y=[prior, prior], mode="lines", line=dict(dash="dot", color="grey"),
                              name="L_T = KL(q(x_T|x_0) || N(0, I))"))
     fig.update_layout(height=380, margin=dict(l=60, r=10, t=10, b=40), template="plotly_white",
-                      xaxis_title="timestep t", yaxis_title="bits/dim", yaxis_type="log",
+                      xaxis_title=tr("fig.timestep", lang), yaxis_title=tr("fig.bpd", lang), yaxis_type="log",
                       legend=dict(orientation="h", y=1.12))
-    md = (f"| term | bits/dim |\n|---|---|\n| $L_T$ (prior) | {prior:.2e} |\n| $L_0$ (decoder) | {decoder:.3f} |\n"
-          f"| $\\sum_{{t>1}} L_{{t-1}}$ (**estimate**) | {middle:.3f} |\n| **total $L$ (estimate)** | **{total:.3f}** |\n\n"
-          f"{n_images} test images, {len(ts)} of the {T} timesteps evaluated (every t < {stride}, then every "
-          f"{stride}-th); each evaluated term stands for the timesteps around it, so the sum is an estimate. "
-          f"Computed in {seconds:.1f} s.")
+    md = (tr("vlb.table", lang).format(prior=prior, decoder=decoder, middle=v["middle"], total=v["total"]) + "\n\n"
+          + tr("vlb.note", lang).format(n=n_images, k=len(ts), T=T, stride=stride, seconds=v["seconds"]))
     return fig, md
 
 
-def vlb_plot(n_images: int = 8, stride: int = 15) -> tuple[go.Figure, str]:
-    """-> (bits/dim per timestep, Markdown summary) for the shipped Fashion-MNIST model. Cached."""
+def vlb_plot(n_images: int = 8, stride: int = 15, lang: str = "en") -> tuple[go.Figure, str]:
+    """-> (bits/dim per timestep, Markdown summary) for the shipped Fashion-MNIST model. Cached (the numbers
+    once, the figure and table once per language)."""
     n = number(n_images, "n_images", 1, 64, integer=True)
     s = number(stride, "stride", 1, 1000, integer=True)
-    return _vlb(n, s)
+    return _vlb(n, s, lang_of(lang))
+
+
+def vlb_click(lang: str = "en") -> tuple[go.Figure, str]:
+    """The button: the bound with the default settings, in the app's language."""
+    return vlb_plot(lang=lang)
 
 
 # ---- the toy: train, sample, flow ----------------------------------------------------------------------------
@@ -105,11 +115,11 @@ def _colours(x_0: np.ndarray) -> np.ndarray:
     return np.arctan2(x_0[:, 1], x_0[:, 0])
 
 
-@lru_cache(maxsize=len(TOYS))
-def _points_base(name: str) -> dict:
+@lru_cache(maxsize=len(TOYS) * len(LANGS))
+def _points_base(name: str, lang: str = "en") -> dict:
     """The real data (light grey) on fixed square axes: the part of every point plot that never changes."""
     real = _real(name)
-    fig = go.Figure(go.Scatter(x=real[:, 0], y=real[:, 1], mode="markers", name="data",
+    fig = go.Figure(go.Scatter(x=real[:, 0], y=real[:, 1], mode="markers", name=tr("fig.data", lang),
                                marker=dict(size=3, color="#d0d0d0"), hoverinfo="skip"))
     fig.update_layout(height=420, margin=dict(l=30, r=10, t=30, b=30), template="plotly_white", showlegend=False,
                       xaxis=dict(range=[-LIM, LIM], constrain="domain"),
@@ -117,16 +127,18 @@ def _points_base(name: str) -> dict:
     return plain_figure(fig)
 
 
-def points_figure(name: str, pts: np.ndarray, colours: np.ndarray, title: str = "") -> PlotData:
+def points_figure(name: str, pts: np.ndarray, colours: np.ndarray, title: str = "", lang: str = "en") -> PlotData:
     """The samples (coloured) over the real data; a plain figure, since the flow slider asks for one per tick."""
-    base = _points_base(name)
-    samples = dict(type="scatter", x=pts[:, 0].tolist(), y=pts[:, 1].tolist(), mode="markers", name="samples",
+    lang = lang_of(lang)
+    base = _points_base(name, lang)
+    samples = dict(type="scatter", x=pts[:, 0].tolist(), y=pts[:, 1].tolist(), mode="markers",
+                   name=tr("fig.samples", lang),
                    marker=dict(size=5, color=colours.tolist(), colorscale=HSV, cmin=-np.pi, cmax=np.pi))
     layout = {**base["layout"], "title": dict(text=title, font=dict(size=13))}
     return plot_data({"data": base["data"] + [samples], "layout": layout})
 
 
-def loss_figure(losses: list[float]) -> go.Figure:
+def loss_figure(losses: list[float], lang: str = "en") -> go.Figure:
     """Raw L_simple per step and its exponential moving average (bias-corrected, as TensorBoard smooths)."""
     y = np.asarray(losses, dtype=float)
     smooth, m = np.empty_like(y), 0.0
@@ -134,10 +146,13 @@ def loss_figure(losses: list[float]) -> go.Figure:
         m = 0.98 * m + 0.02 * v
         smooth[i] = m / (1 - 0.98 ** (i + 1))
     x = np.arange(1, len(y) + 1)
-    fig = go.Figure(go.Scatter(x=x, y=y, mode="lines", name="loss", line=dict(color="#9ab7e0", width=1)))
-    fig.add_trace(go.Scatter(x=x, y=smooth, mode="lines", name="smoothed", line=dict(color="#1f4e9c", width=2.5)))
+    fig = go.Figure(go.Scatter(x=x, y=y, mode="lines", name=tr("fig.loss", lang),
+                               line=dict(color="#9ab7e0", width=1)))
+    fig.add_trace(go.Scatter(x=x, y=smooth, mode="lines", name=tr("fig.smoothed", lang),
+                             line=dict(color="#1f4e9c", width=2.5)))
     fig.update_layout(height=420, margin=dict(l=50, r=10, t=10, b=40), template="plotly_white",
-                      xaxis_title="step", yaxis_title="L_simple = ‖ε − ε_θ‖²", yaxis_rangemode="tozero",
+                      xaxis_title=tr("fig.step", lang), yaxis_title="L_simple = ‖ε − ε_θ‖²",
+                      yaxis_rangemode="tozero",
                       legend=dict(orientation="h", y=1.1))
     return fig
 
@@ -155,9 +170,10 @@ def reverse_run(model: torch.nn.Module, schedule, prediction: str = "epsilon", n
     return torch.stack(states).numpy()
 
 
-def train_toy(name: str = "two-moons", steps: int = 2500, seed: int = 0, yield_s: float = 0.6):
+def train_toy(name: str = "two-moons", steps: int = 2500, seed: int = 0, yield_s: float = 0.6, lang: str = "en"):
     """Train a fresh ToyMLP with L_simple (Algorithm 1), yielding (loss curve, EMA samples, state) about every
-    `yield_s` seconds; the state is gr.skip() until the last yield, then {"name", "ema" (state_dict), "traj"}."""
+    `yield_s` seconds; the state is gr.skip() until the last yield, then {"name", "ema" (state_dict), "traj",
+    "losses", "steps"} (the last two let a language switch redraw the figures)."""
     name = choice(name, "toy data set", TOYS)
     steps = number(steps, "steps", 1, 20000, integer=True)
     seed = number(seed, "seed", 0, 2 ** 31 - 1, integer=True)
@@ -171,20 +187,32 @@ def train_toy(name: str = "two-moons", steps: int = 2500, seed: int = 0, yield_s
                                train_num_steps=2500, warmup_steps=50, ema_decay=0.99, save_and_sample_every=10 ** 9,
                                results_folder=tmp, progress=False, device="cpu", seed=seed)
         traj = reverse_run(trainer.ema, diffusion.schedule)
-        yield loss_figure([]), points_figure(name, traj[-1], _colours(traj[-1]), "step 0"), gr.skip()
+        yield (loss_figure([], lang), points_figure(name, traj[-1], _colours(traj[-1]), tr("toy.start", lang), lang),
+               gr.skip())
         last = time.perf_counter()
         while trainer.step < steps:
             trainer.train_step()
             if trainer.step < steps and (trainer.step % 25 or time.perf_counter() - last < yield_s):
                 continue
             traj = reverse_run(trainer.ema, diffusion.schedule)
-            title = f"step {trainer.step} / {steps}"
-            figures = loss_figure(trainer.loss_history), points_figure(name, traj[-1], _colours(traj[-1]), title)
+            figures = trained_figures(name, traj, trainer.loss_history, trainer.step, steps, lang)
             if trainer.step < steps:
                 yield *figures, gr.skip()
                 last = time.perf_counter()
-        state = {"name": name, "ema": {k: v.clone() for k, v in trainer.ema.state_dict().items()}, "traj": traj}
+        state = {"name": name, "ema": {k: v.clone() for k, v in trainer.ema.state_dict().items()}, "traj": traj,
+                 "losses": list(trainer.loss_history), "steps": steps}
         yield *figures, state
+
+
+def trained_figures(name: str, traj: np.ndarray, losses: list[float], step: int, steps: int, lang: str = "en"):
+    """-> (loss curve, the run's final points titled with the training step)."""
+    title = tr("toy.step", lang).format(i=step, n=steps)
+    return loss_figure(losses, lang), points_figure(name, traj[-1], _colours(traj[-1]), title, lang)
+
+
+def train_click(name: str = "two-moons", lang: str = "en"):
+    """The Train button: train_toy with its defaults, in the app's language."""
+    yield from train_toy(name, lang=lang)
 
 
 @lru_cache(maxsize=len(TOYS))
@@ -202,26 +230,40 @@ def _trajectory(state, name: str) -> np.ndarray | None:
     return shipped_run(name)
 
 
-def flow_plot(state=None, step: int = 0, name: str = "two-moons") -> PlotData:
+def flow_plot(state=None, step: int = 0, name: str = "two-moons", lang: str = "en") -> PlotData:
     """The points after `step` reverse steps (0 = pure noise x_T): from the model trained here, else the shipped
     one; with neither, only the data."""
     name = choice(name, "toy data set", TOYS)
     step = number(step, "reverse step", 0, 10000, integer=True)
     traj = _trajectory(state, name)
     if traj is None:
-        return points_figure(name, np.zeros((0, 2)), np.zeros(0))
+        return points_figure(name, np.zeros((0, 2)), np.zeros(0), lang=lang)
     k = min(step, len(traj) - 1)
     T = len(traj) - 1
-    title = f"reverse step {k} / {T}: " + ("x_T ~ N(0, I)" if k == 0 else f"x_{T - k}")
-    return points_figure(name, traj[k], _colours(traj[-1]), title)
+    title = tr("flow.title", lang).format(k=k, T=T, x="x_T ~ N(0, I)" if k == 0 else f"x_{T - k}")
+    return points_figure(name, traj[k], _colours(traj[-1]), title, lang)
 
 
-def flow_reset(state=None, name: str = "two-moons"):
+def flow_reset(state=None, name: str = "two-moons", lang: str = "en"):
     """After training or a new toy: the slider spans the run and sits at its end; the final points."""
     name = choice(name, "toy data set", TOYS)
     traj = _trajectory(state, name)
     T = TOY_T if traj is None else len(traj) - 1
-    return gr.update(maximum=T, value=T), flow_plot(state, T, name)
+    return gr.update(maximum=T, value=T), flow_plot(state, T, name, lang)
+
+
+def relabel(state=None, step: int = 0, name: str = "two-moons", vlb_shown: bool = False, lang: str = "en"):
+    """After a language switch: every figure and note the tab shows, again in `lang` -> (bound plot, bound
+    table, loss, samples, flow); what is not shown yet (no bound computed, nothing trained) is left alone."""
+    vlb = vlb_plot(lang=lang) if vlb_shown else (gr.skip(), gr.skip())
+    trained = isinstance(state, dict) and "losses" in state and state.get("traj") is not None
+    figures = (trained_figures(state["name"], np.asarray(state["traj"]), state["losses"], state["steps"],
+                               state["steps"], lang) if trained else (gr.skip(), gr.skip()))
+    try:
+        flow = flow_plot(state, step, name, lang)
+    except gr.Error:
+        flow = gr.skip()
+    return (*vlb, *figures, flow)
 
 
 def _heading(text: Text, key: str) -> gr.Markdown:
@@ -238,8 +280,11 @@ def build(text: Text) -> dict:
         vlb_fig = text.reg(gr.Plot(label=text("vlb_plot"), scale=3), label="vlb_plot")
         vlb_md = gr.Markdown(latex_delimiters=LATEX)
     # heavy work shares the "model" pool with the Reverse tab's generators (at most 2 at a time)
-    vlb_btn.click(vlb_plot, None, [vlb_fig, vlb_md], concurrency_limit=2, concurrency_id="model",
-                  api_visibility="private")
+    lang = lang_input(text)                     # the app's language State, last: the handlers' `lang`
+    vlb_shown = gr.State(False)
+    vlb_btn.click(vlb_click, lang, [vlb_fig, vlb_md], concurrency_limit=2, concurrency_id="model",
+                  api_visibility="private").success(lambda: True, None, vlb_shown, queue=False,
+                                                    api_visibility="private")
 
     _heading(text, "toy_title")
     with gr.Row():
@@ -256,12 +301,14 @@ def build(text: Text) -> dict:
     flow = gr.Plot(show_label=False)
     state = gr.State(None)          # {"name", "ema", "traj"} of the last model trained here
 
-    train = train_btn.click(train_toy, toy, [loss, samples, state], concurrency_limit=2, concurrency_id="model",
-                            api_visibility="private")
-    train.then(flow_reset, [state, toy], [flow_t, flow], api_visibility="private")
+    train = train_btn.click(train_click, [toy] + lang, [loss, samples, state], concurrency_limit=2,
+                            concurrency_id="model", api_visibility="private")
+    train.then(flow_reset, [state, toy] + lang, [flow_t, flow], api_visibility="private")
     stop_btn.click(None, None, None, cancels=[train], api_visibility="private")
-    toy.change(flow_reset, [state, toy], [flow_t, flow], api_visibility="private")
-    flow_t.change(flow_plot, [state, flow_t, toy], flow, show_progress="hidden", trigger_mode="always_last",
+    toy.change(flow_reset, [state, toy] + lang, [flow_t, flow], api_visibility="private")
+    flow_t.change(flow_plot, [state, flow_t, toy] + lang, flow, show_progress="hidden", trigger_mode="always_last",
                   api_visibility="private")
     return dict(toy=toy, flow_t=flow_t, events=dict(train=train),
-                refresh=[(flow_reset, [state, toy], [flow_t, flow])])
+                refresh=[(flow_reset, [state, toy] + lang, [flow_t, flow])],
+                on_lang=relabel, on_lang_io=([state, flow_t, toy, vlb_shown] + lang,
+                                             [vlb_fig, vlb_md, loss, samples, flow]))
