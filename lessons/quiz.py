@@ -131,11 +131,11 @@ def tab_link(tab: str, lang: str = "en") -> str:
 def feedback(q: Question, answer: dict | None, lang: str) -> str:
     if not answer:
         return ""
-    link = f"{tr('quiz_see', lang)}: {tab_link(q.tab, lang)}"
+    link = f"{tr('quiz_see', lang)}{tr('colon', lang)}{tab_link(q.tab, lang)}"
     if q.kind == "open":
         return f"**{tr('quiz_model', lang)}**\n\n{q.explanation}\n\n{link}"
     verdict = tr("quiz_correct", lang) if answer["correct"] else tr("quiz_wrong", lang).format(answer=LETTERS[q.correct])
-    return f"{verdict}\n\n**{tr('quiz_why', lang)}:** {q.explanation}\n\n{link}"
+    return f"{verdict}\n\n**{tr('quiz_why', lang)}{tr('colon', lang).strip()}** {q.explanation}\n\n{link}"
 
 
 def question_markdown(q: Question, answer: dict | None, lang: str) -> str:
@@ -156,7 +156,7 @@ def render(state, lang: str = "en") -> tuple:
     ans = state["answers"].get(q.id)
     mc = q.kind == "mc"
     correct, answered = score(state)
-    progress = (f"**{tr('quiz_q', lang)} {state['index'] + 1} / {len(qs)}** · {tr('score', lang)}: "
+    progress = (f"**{tr('quiz_q', lang)} {state['index'] + 1} / {len(qs)}** · {tr('score', lang)}{tr('colon', lang)}"
                 f"{correct} / {answered} {tr('quiz_score_note', lang)}")
     return (state, progress, question_markdown(q, ans, lang),
             gr.update(choices=[(LETTERS[k], k) for k in range(len(q.options))], visible=mc, interactive=not ans,

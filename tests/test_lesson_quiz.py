@@ -1,8 +1,11 @@
 """lessons/quiz.py: the quiz bank parses in both languages, and the handlers score, navigate and link correctly."""
+import re
+import unicodedata
+
 import gradio as gr
 import pytest
 
-from lessons.i18n import LANGS, Text, tr
+from lessons.i18n import HERE, LANGS, Text, tr
 from lessons.quiz import (
     LETTERS,
     TABS,
@@ -123,7 +126,8 @@ def test_feedback_links_to_the_tab(lang):
         link = f"(?tab={q.tab}{'&lang=zh' if lang == 'zh' else ''})"
         assert link in out[FEEDBACK]
         assert tab_link(q.tab, lang) in out[FEEDBACK]
-    assert tab_link("forward") == "[→ Forward process](?tab=forward)"
+    name = tr("tab.forward").split(" · ", 1)[-1]                                   # "1 · Forward ..." -> "Forward ..."
+    assert tab_link("forward") == f"[→ {name}](?tab=forward)" and name.startswith("Forward")
 
 
 def test_language_switch_keeps_question_and_score():
@@ -167,3 +171,95 @@ def test_build_wires_the_tab():
     inputs, outputs = parts["on_lang_io"]
     assert inputs[1] is lang and len(outputs) == len(render(new_state()))
     assert parts["on_lang"](new_state(), "zh")[QUESTION] == render(new_state(), "zh")[QUESTION]
+
+
+# ---------------------------------------------------------------- the bank does not give its answers away
+# A test-wise candidate who knows nothing about diffusion picks the longest option (or the shortest, or always
+# the same letter). Each such strategy must score close to chance (1/4 with four options), which means the
+# correct option must not stand out by its length or its place: the explanation belongs in the `> ` reveal.
+#
+# Length is measured as the learner sees it, roughly (`rendered_length`): inside $...$ a LaTeX command that draws
+# a glyph (\alpha, \sim, \sqrt, \lVert) counts 1, one that only lays out (\frac, \bar, \mathrm, \big, spacing)
+# counts 0, and braces, ^, _ and spaces count 0; outside maths, Markdown markers (**, `) count 0 and a Chinese
+# (East Asian wide) character counts 2, as it is about twice as wide as a Latin letter. The strategy scores are
+# also checked with the plain character count of the Markdown, so that the result does not hinge on this estimate.
+_LAYOUT = {"frac", "tfrac", "dfrac", "bar", "tilde", "hat", "mathrm", "mathcal", "mathbb", "mathbf", "text",
+           "textstyle", "displaystyle", "operatorname", "boldsymbol", "big", "Big", "bigg", "Bigg", "left", "right"}
+_MATH = re.compile(r"(?<!\\)\$(.+?)(?<!\\)\$")
+
+
+def _math_length(tex: str) -> int:
+    tex = re.sub(r"\\[,;:! ]", "", tex)
+    tex = re.sub(r"\\([A-Za-z]+)", lambda m: "" if m.group(1) in _LAYOUT else "#", tex)
+    return len(re.sub(r"[{}^_\s]", "", tex))
+
+
+def _text_width(text: str) -> int:
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text.replace("**", "").replace("`", ""))
+
+
+def rendered_length(markdown: str) -> int:
+    """Rough width of a line of quiz Markdown as rendered, in Latin-letter units (see the note above)."""
+    parts = _MATH.split(markdown)                                   # text, maths, text, maths, ..., text
+    return sum(_math_length(p) if i % 2 else _text_width(p) for i, p in enumerate(parts))
+
+
+def mc_questions(lang: str) -> list:
+    return [q for q in parse_quiz(lang) if q.kind == "mc"]
+
+
+def strategy_score(questions, pick) -> float:
+    """Expected fraction right when `pick(q)` names the options a candidate would choose among at random."""
+    return sum((q.correct in chosen) / len(chosen) for q in questions for chosen in [pick(q)]) / len(questions)
+
+
+def extreme(measure, which):
+    def pick(q):
+        lengths = [measure(o) for o in q.options]
+        return [k for k, n in enumerate(lengths) if n == which(lengths)]
+    return pick
+
+
+def test_rendered_length_ignores_markup():
+    assert rendered_length("$\\frac{1}{\\sqrt{\\bar\\alpha_t}}$") == 4                      # 1, √, α, t
+    assert rendered_length("**A.** `code`") == len("A. code")
+    assert rendered_length("只学反向均值") == 12 and rendered_length("a $x_0$ b") == len("a x0 b")
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_correct_option_is_rarely_the_longest(lang):
+    """The longest option (ties included) is the right one in at most a third of the questions; chance is 1/4."""
+    qs = mc_questions(lang)
+    longest = [q.id for q in qs if q.correct in extreme(rendered_length, max)(q)]
+    assert len(longest) <= len(qs) / 3, f"{lang}: the longest option is correct in {len(longest)} of {len(qs)}: {longest}"
+
+
+@pytest.mark.parametrize("measure", [rendered_length, len], ids=["rendered", "markdown"])
+@pytest.mark.parametrize("lang", LANGS)
+def test_test_wise_strategies_score_near_chance(lang, measure):
+    """Picking the longest option, the shortest, or always the same letter scores at most 40 %."""
+    qs = mc_questions(lang)
+    scores = {"longest": strategy_score(qs, extreme(measure, max)),
+              "shortest": strategy_score(qs, extreme(measure, min))}
+    scores.update({f"always {LETTERS[k]}": strategy_score(qs, lambda q, k=k: [k] if k < len(q.options) else range(len(q.options)))
+                   for k in range(4)})
+    assert max(scores.values()) <= 0.4, f"{lang}: {scores}"
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_options_of_a_question_are_alike_in_length(lang):
+    """Prose options (the longest at least 30 units) stay within a factor 1.6 of each other; short answers such as
+    numbers and formulas are left alone. The reveal, not the option, carries the explanation."""
+    for q in mc_questions(lang):
+        lengths = [rendered_length(o) for o in q.options]
+        if max(lengths) >= 30:
+            assert max(lengths) <= 1.6 * min(lengths), f"{lang} {q.id}: option lengths {lengths}"
+        assert len(q.explanation) >= 2 * len(q.options[q.correct]), f"{lang} {q.id}: the reveal explains too little"
+
+
+def test_chinese_bank_typography():
+    """Full-width punctuation in Chinese prose (tests/zh_text.py), and '等人' rather than 'et al.'."""
+    from zh_text import half_width_punctuation, mask
+    text = (HERE / "quiz.zh.md").read_text(encoding="utf-8")
+    assert half_width_punctuation(text) == []
+    assert "et al" not in mask(text)
