@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 
 import gradio as gr
 
-from lessons import forward, posterior, quiz, reverse, training
+from lessons import forward, posterior, quiz, reverse, stage, training
 from lessons.common import example_names
 from lessons.i18n import LANGS, Text, lesson, tr
 
@@ -24,24 +24,6 @@ PARAMS = {
     "training": ["toy"],
     "quiz": [],
 }
-CSS = """
-#header {align-items: center}
-#header h1 {margin: 0; font-size: 1.5rem}
-/* phones: the title gets the whole width and a smaller size, the language switch goes below it */
-@media (max-width: 600px) {
-  #header {flex-wrap: wrap}
-  #header > :first-child {min-width: 100% !important}
-  #header h1 {font-size: 1.25rem}
-}
-.katex-display {overflow-x: auto; overflow-y: hidden; padding: 2px 0}
-footer {display: none !important}
-/* the example picker: thumbnails shrink to fit the column instead of overflowing it, no empty band below */
-.example-gallery .grid-container {grid-template-columns: repeat(auto-fill, minmax(64px, 1fr)) !important;
-                                  grid-auto-rows: auto !important}
-.example-gallery .grid-wrap, .example-gallery .gallery-container {height: auto !important; min-height: 0 !important;
-                                                                 max-height: none !important}
-.example-gallery .thumbnail-item {aspect-ratio: 1 / 1; height: auto !important; width: 100% !important}
-"""
 COPY_JS = """(q) => { const u = window.location.origin + window.location.pathname + (q ? '?' + q : '');
   if (navigator.clipboard) { navigator.clipboard.writeText(u).catch(() => {}); } return u; }"""
 
@@ -81,9 +63,12 @@ def build_app() -> gr.Blocks:
             text.reg_fn(gr.Markdown(f"# {tr('title')}"), lambda lang: dict(value=f"# {tr('title', lang)}"))
             lang_radio = gr.Radio([("English", "en"), ("中文", "zh")], value="en", show_label=False, scale=0, container=False,
                                   min_width=180, elem_id="lang")
-        text.reg(gr.Markdown(lesson("intro")), value="lesson:intro")
+        # the intro once, folded: every tab opens on its own stage
+        with text.reg(gr.Accordion(tr("about"), open=False, elem_id="intro"), label="about"):
+            text.reg(gr.Markdown(lesson("intro")), value="lesson:intro")
         widgets = {}
-        with gr.Tabs(selected="forward") as tabs:
+        # "wrap": on a phone every tab stays one tap away (no overflow menu), including tabs added later
+        with gr.Tabs(selected="forward", overflow_behavior="wrap") as tabs:
             for name, module in TABS.items():
                 with text.reg(gr.Tab(tr(f"tab.{name}"), id=name, elem_id=f"tab-{name}"), label=f"tab.{name}") as tab:
                     # the quiz re-renders its question in the new language, so it reads the app's language
@@ -135,7 +120,8 @@ def main() -> None:
     # a queue with limits: generation runs at most 2 at a time (see lessons/reverse.py), 64 may wait
     demo.queue(max_size=64, default_concurrency_limit=4)
     demo.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
-                server_port=int(os.environ.get("GRADIO_SERVER_PORT", 7860)), css=CSS, show_error=True)
+                server_port=int(os.environ.get("GRADIO_SERVER_PORT", 7860)), css=stage.css(), head=stage.head(),
+                show_error=True)
 
 
 if __name__ == "__main__":

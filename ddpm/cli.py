@@ -1,8 +1,9 @@
-"""Command line: `python -m ddpm train|sample|evaluate ...`; `--help` on each explains every option."""
+"""Command line: `python -m ddpm train|sample|distill|evaluate ...`; `--help` on each explains every option."""
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 
 import torch
 
@@ -66,13 +67,66 @@ def _sample_parser(sub) -> None:
     p.add_argument("--out", default="samples.png", help="PNG grid to write (toys: a scatter plot PNG)")
     p.add_argument("--n", type=int, default=16, help="number of samples")
     p.add_argument("--sampler", default="ddim", choices=["ddim", "ddpm"], help="DDIM (fewer steps) or DDPM (all T steps)")
-    p.add_argument("--steps", type=int, default=50, help="DDIM steps (DDPM always takes T)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="DDIM steps (DDPM always takes T); default: the model's own (50, or e.g. 4 for a distilled one)")
     p.add_argument("--eta", type=float, default=0.0, help="DDIM noise: 0 deterministic, 1 = DDPM-like")
     p.add_argument("--variance", default="fixed_small", choices=["fixed_small", "fixed_large"], help="DDPM variance")
     p.add_argument("--label", default=None, help="class name or index (default: unconditional)")
     p.add_argument("--guidance-scale", type=float, default=3.0, help="classifier-free guidance scale")
     p.add_argument("--seed", type=int, default=0, help="seeds the starting noise; same seed, same images")
     p.add_argument("--device", default=None, help="cpu, cuda ... (default: cuda if available)")
+
+
+def _distill_parser(sub) -> None:
+    p = sub.add_parser("distill", help="progressive distillation (Salimans & Ho 2022): halve the DDIM steps per "
+                       "round; rerun the same command to resume", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--teacher", default="fashion-mnist",
+                   help="a shipped model name or checkpoint path: the first teacher, sampled as its pipeline does "
+                        "(its JSON's guidance interval; a distilled model's built-in guidance)")
+    p.add_argument("--data", default="fashion-mnist", help="training images: as for train --data")
+    p.add_argument("--steps-from", type=int, default=64, help="the first teacher's DDIM steps (a power of two)")
+    p.add_argument("--steps-to", type=int, default=4, help="the final student's DDIM steps (a power of two)")
+    p.add_argument("--steps-per-round", default="2000",
+                   help="optimiser steps per round: one number, or one per round, comma-separated "
+                        "(the conversion round first, then each halving)")
+    p.add_argument("--skip-conversion", action="store_true",
+                   help="no round 0 (distilling an eps-teacher into a v-student at --steps-from); for a v teacher")
+    p.add_argument("--results-folder", default="results/progressive", help="rounds, checkpoints, grids, evals")
+    p.add_argument("--export", default=None,
+                   help="stem of the final model (EMA weights + JSON); default RESULTS/fashion-mnist-<N>step")
+    p.add_argument("--batch-size", type=int, default=64, help="images per optimiser step")
+    p.add_argument("--lr", type=float, default=3e-4, help="AdamW learning rate after warm-up (every round)")
+    p.add_argument("--warmup-steps", type=int, default=100, help="linear learning-rate warm-up of each round")
+    p.add_argument("--lr-decay-fraction", type=float, default=0.5,
+                   help="decay the learning rate linearly to 10%% over this last fraction of each round")
+    p.add_argument("--ema-decay", type=float, default=0.999, help="EMA decay (the next teacher is the EMA)")
+    p.add_argument("--max-grad-norm", type=float, default=1.0, help="gradient clipping (0 = off)")
+    p.add_argument("--label-dropout", type=float, default=0.2,
+                   help="fraction of labels replaced by no-class, taught the teacher's unconditional steps")
+    p.add_argument("--guidance-scale", type=float, default=3.0,
+                   help="the first teacher's classifier-free guidance scale, distilled into the students")
+    p.add_argument("--save-every", type=int, default=250, help="checkpoint + sample grid period (steps)")
+    p.add_argument("--num-samples", type=int, default=20, help="images in each sample grid")
+    p.add_argument("--eval-n", type=int, default=500,
+                   help="samples for the Fréchet distance / class agreement after each round (0 = none)")
+    p.add_argument("--log-every", type=int, default=25, help="print the mean loss every N steps")
+    p.add_argument("--seed", type=int, default=0, help="seeds every random draw; same seed, same run")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda ... (resume on the same device for exactness)")
+
+
+def cmd_distill(a: argparse.Namespace) -> None:
+    from .progressive import distill
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    steps = [int(s) for s in a.steps_per_round.split(",")]
+    distill(a.teacher, a.results_folder, steps_from=a.steps_from, steps_to=a.steps_to,
+            steps_per_round=steps[0] if len(steps) == 1 else steps, data=a.data, convert=not a.skip_conversion,
+            batch_size=a.batch_size, lr=a.lr, warmup_steps=a.warmup_steps, lr_decay_fraction=a.lr_decay_fraction,
+            ema_decay=a.ema_decay, label_dropout=a.label_dropout, guidance_scale=a.guidance_scale,
+            max_grad_norm=a.max_grad_norm, save_every=a.save_every, num_samples=a.num_samples, eval_n=a.eval_n,
+            log_every=a.log_every, seed=a.seed, device=a.device, export=a.export,
+            log=lambda msg: print(f"{time.strftime('%H:%M:%S')} {msg}", flush=True))
 
 
 def cmd_train(a: argparse.Namespace) -> None:
@@ -152,6 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _train_parser(sub)
     _sample_parser(sub)
+    _distill_parser(sub)
     from .evaluate import add_parser as add_evaluate
     add_evaluate(sub)
     return parser
@@ -159,4 +214,4 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     a = build_parser().parse_args(argv)
-    {"train": cmd_train, "sample": cmd_sample}.get(a.command, lambda a: a.func(a))(a)
+    {"train": cmd_train, "sample": cmd_sample, "distill": cmd_distill}.get(a.command, lambda a: a.func(a))(a)

@@ -76,6 +76,11 @@ class Pipeline:
     # where guidance applies unless a call says otherwise: this model's tuned (t_lo, t_hi) from the
     # "sampling" section of its JSON (see MODEL_CARD.md), or None for classic guidance at every step
     guidance_interval: tuple[int, int] | None = None
+    # the JSON's "sampling" defaults: DDIM steps and spacing when a call gives none; guidance_distilled:
+    # the scale built into the network by progressive distillation (ddpm/progressive.py), None for the rest
+    default_steps: int = 50
+    spacing: str = "linspace"
+    guidance_distilled: float | None = None
 
     @property
     def is_image(self) -> bool:
@@ -147,11 +152,11 @@ class Pipeline:
         g = torch.Generator().manual_seed(int(seed))
         return torch.randn((n, *self.data_shape), generator=g).to(self.device)
 
-    def progressive(self, n: int = 16, sampler: str = "ddim", steps: int = 50, eta: float = 0.0,
+    def progressive(self, n: int = 16, sampler: str = "ddim", steps: int | None = None, eta: float = 0.0,
                     guidance_scale: float = 3.0, labels: Sequence[int | str] | None = None, seed: int = 0,
                     variance: str = "fixed_small", init_image: torch.Tensor | None = None,
                     start_t: int | None = None, x_T: torch.Tensor | None = None,
-                    spacing: str = "linspace",
+                    spacing: str | None = None,
                     guidance_interval: tuple[int, int] | None | str = "default") -> Iterator[Frame]:
         """Yield one Frame(t, x_t, x0_pred) per reverse step; images mapped to [0, 1].
 
@@ -160,7 +165,12 @@ class Pipeline:
         guidance_interval (t_lo, t_hi): apply guidance only for t_lo <= t <= t_hi, the plain conditional
         model elsewhere (Kynkäänniemi et al. 2024: more diverse samples, fewer network calls); None:
         classic guidance at every step (Ho & Salimans 2022); "default": the model's `guidance_interval`.
+        steps / spacing None: the model's `default_steps` / `spacing` (50 / "linspace" unless its JSON says).
+        A model with `guidance_distilled` has its scale built in: one conditional pass per step, and any
+        guidance_scale > 0 gives that scale (s = 0 or labels=None: the unconditional model).
         """
+        steps = self.default_steps if steps is None else steps
+        spacing = self.spacing if spacing is None else spacing
         if guidance_interval == "default":
             guidance_interval = self.guidance_interval
         if init_image is not None and start_t is None:
@@ -175,7 +185,10 @@ class Pipeline:
             x0 = (x0 * 2 - 1 if self.is_image else x0).expand(n, *self.data_shape)
             x = q_sample(self.schedule, x0, start_t, x)                 # the drawn noise becomes eps of Eq. 4
         ts = timesteps_for(sampler, steps, self.timesteps, start_t if init_image is not None else None, spacing)
-        fn = guided(self.network, lab, float(guidance_scale), guidance_interval)
+        if self.guidance_distilled is not None:
+            fn = guided(self.network, lab, 1.0 if guidance_scale else 0.0)     # one pass, guidance built in
+        else:
+            fn = guided(self.network, lab, float(guidance_scale), guidance_interval)
         to_out = (lambda v: (v.clamp(-1, 1) + 1) / 2) if self.is_image else (lambda v: v)
         for f in sample_loop(fn, self.schedule, x, ts, sampler, eta=float(eta), variance=variance,
                              prediction=self.prediction, clip=self.is_image, generator=g):
@@ -224,10 +237,14 @@ def load_pretrained(name: str = "fashion-mnist", device: str | torch.device | No
     diffusion = load_diffusion(stem, use_ema=True, device=device)
     model = diffusion.model.eval().requires_grad_(False)
     config = json.loads(Path(str(stem) + ".json").read_text())
-    interval = config.get("sampling", {}).get("guidance_interval")
+    sampling = config.get("sampling", {})
+    interval = sampling.get("guidance_interval")
+    distilled = sampling.get("guidance_scale", 1.0) if sampling.get("guidance") == "distilled" else None
     pipe = Pipeline(name=name, model=model, schedule=diffusion.schedule.to(device), prediction=diffusion.prediction,
                     data_shape=diffusion.data_shape, classes=config.get("classes"), device=device,
-                    guidance_interval=tuple(interval) if interval else None)
+                    guidance_interval=tuple(interval) if interval else None,
+                    default_steps=sampling.get("steps", 50), spacing=sampling.get("spacing", "linspace"),
+                    guidance_distilled=distilled)
     _CACHE[key] = pipe
     return dataclasses.replace(pipe, precision=precision)
 

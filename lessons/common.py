@@ -204,10 +204,9 @@ def image_picker(text, default: str):
     return image, upload, source
 
 
-def schedule_controls(text, t_default: int):
-    """The t slider and the schedule's kind, T, beta_start and beta_end (the slider follows T).
-    Call inside a Column; returns (t, kind, T, beta_start, beta_end)."""
-    t = text.reg(gr.Slider(0, 999, value=t_default, step=1, label=text("t")), label="t")
+def schedule_settings(text, t):
+    """The schedule's kind, T, beta_start and beta_end, in two rows; the slider `t` follows T.
+    Call inside a Column; returns (kind, T, beta_start, beta_end)."""
     with gr.Row():
         kind = text.reg(gr.Dropdown(list(SCHEDULES), value="linear", label=text("schedule"), min_width=120),
                         label="schedule")
@@ -216,4 +215,4 @@ def schedule_controls(text, t_default: int):
         b0 = text.reg(gr.Number(1e-4, label=text("beta_start"), min_width=100), label="beta_start")
         b1 = text.reg(gr.Number(0.02, label=text("beta_end"), min_width=100), label="beta_end")
     T.change(t_slider_follows_T, [T, t], t, queue=False, api_visibility="private")
-    return t, kind, T, b0, b1
+    return kind, T, b0, b1

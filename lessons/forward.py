@@ -21,12 +21,13 @@ from .common import (
     noise_like,
     plain_figure,
     plot_data,
-    schedule_controls,
     schedule_from,
+    schedule_settings,
     strip,
     timestep,
     to_picture,
 )
+from . import stage
 from .i18n import LANGS, Text, lang_of, lesson, tr
 
 FILM = 8   # frames in the filmstrip
@@ -121,17 +122,9 @@ def forward(image=None, t: int = 250, schedule: str = "linear", timesteps: int =
     """-> (x_t, x_0, eps, formula, filmstrip, curves, histogram). The API's /forward (always English: the
     endpoint has no language parameter; the tab passes the app's language State as `lang`)."""
     s, t, x0, eps, x_t = _noised(image, t, schedule, timesteps, beta_start, beta_end)
-    film = strip([q_sample(s, x0, k, eps) for k in film_ts(s.timesteps)])
+    film = filmstrip(image, t, schedule, timesteps, beta_start, beta_end)
     return (to_picture(x_t), to_picture(x0), to_picture(eps / 3), formula(s, t, lang), film,
             curves_figure(s, t, lang), histogram_figure(x_t, t, lang))
-
-
-def forward_at_t(image=None, t: int = 250, schedule: str = "linear", timesteps: int = 1000,
-                 beta_start: float = 1e-4, beta_end: float = 0.02, lang: str = "en"):
-    """Only what moves with t -> (x_t, formula, curves, histogram): the slider's live path, which
-    skips re-sending x_0, eps and the filmstrip on every tick of a drag."""
-    s, t, x0, eps, x_t = _noised(image, t, schedule, timesteps, beta_start, beta_end)
-    return to_picture(x_t), formula(s, t, lang), curves_figure(s, t, lang), histogram_figure(x_t, t, lang)
 
 
 def compare_note(s1: Schedule, s2: Schedule, schedule: str, other: str, t: int, lang: str = "en") -> str:
@@ -154,60 +147,84 @@ def compare(image=None, t: int = 250, schedule: str = "linear", other: str = "co
     return np.concatenate([top, gap, bottom]), compare_note(s1, s2, schedule, other, t, lang)
 
 
+def filmstrip(image=None, t: int = 250, schedule: str = "linear", timesteps: int = 1000, beta_start: float = 1e-4,
+              beta_end: float = 0.02, lang: str = "en") -> np.ndarray:
+    """x_t at FILM evenly spaced t, the same noise in every frame."""
+    s, t, x0, eps, _ = _noised(image, t, schedule, timesteps, beta_start, beta_end)
+    return strip([q_sample(s, x0, k, eps) for k in film_ts(s.timesteps)])
+
+
 def relabel(image=None, t: int = 250, schedule: str = "linear", other: str = "cosine", timesteps: int = 1000,
             beta_start: float = 1e-4, beta_end: float = 0.02, lang: str = "en"):
-    """After a language switch: the text-bearing outputs again, in `lang` -> (formula, curves, histogram,
-    compare note); the images stay. Bad settings (already reported when they were entered) change nothing."""
+    """After a language switch: the text-bearing outputs again, in `lang` -> (the stage's data with its labels,
+    compare note). Bad settings (already reported when they were entered) change nothing."""
     try:
-        s, t, x0, eps, x_t = _noised(image, t, schedule, timesteps, beta_start, beta_end)
-        s2 = schedule_from(other, timesteps, beta_start, beta_end)
+        data = stage_data(image, t, schedule, timesteps, beta_start, beta_end, lang)
+        s, s2 = schedule_from(schedule, timesteps, beta_start, beta_end), schedule_from(other, timesteps, beta_start,
+                                                                                         beta_end)
     except gr.Error:
-        return (gr.skip(),) * 4
-    return (formula(s, t, lang), curves_figure(s, t, lang), histogram_figure(x_t, t, lang),
-            compare_note(s, s2, schedule, other, t, lang))
+        return gr.skip(), gr.skip()
+    return data, compare_note(s, s2, schedule, other, data["t"], lang)
+
+
+def stage_data(image=None, t: int = 250, schedule: str = "linear", timesteps: int = 1000, beta_start: float = 1e-4,
+               beta_end: float = 0.02, lang: str = "en") -> dict:
+    """What the page needs to scrub t by itself (lessons/static/stage.js): x_0, its fixed eps and the schedule's
+    tables, as ddpm computed them; sent once per (image, schedule), not once per tick."""
+    s, t, x0, eps, _ = _noised(image, t, schedule, timesteps, beta_start, beta_end)
+    keys = {"xt": "xt", "x0": "x0", "eps": "noise", "signal": "fig.signal", "noise": "fig.noise",
+            "timestep": "fig.timestep", "pixel_value": "fig.pixel_value", "pixels": "fig.pixels", "cite": "cite.eq4"}
+    return {"T": s.timesteps, "t": t, "x0": stage.image(x0), "eps": stage.image(eps), "tables": stage.tables(s),
+            "labels": {k: tr(v, lang) for k, v in keys.items()}}
 
 
 def build(text: Text) -> dict:
-    """Lay out the tab; returns the components that deep links and the link button read or set."""
-    text.reg(gr.Markdown(lesson("forward", text.lang), latex_delimiters=LATEX), value="lesson:forward")
-    with gr.Row():
-        with gr.Column(scale=2, min_width=280):
-            # t first: it is the control the lesson is about, so it sits beside the images
-            t, kind, T, b0, b1 = schedule_controls(text, 250)
-            image, upload, source = image_picker(text, "sneaker")
-        with gr.Column(scale=3, min_width=300):
-            with gr.Row():
-                xt = text.reg(gr.Image(label=text("xt"), height=224, format="png", interactive=False, elem_id="forward-xt"),
-                              label="xt")
-                x0 = text.reg(gr.Image(label=text("x0"), height=224, format="png", interactive=False), label="x0")
-                eps = text.reg(gr.Image(label=text("noise"), height=224, format="png", interactive=False), label="noise")
-            eq = gr.Markdown(latex_delimiters=LATEX, elem_id="forward-formula")
-            film = text.reg(gr.Image(label=text("filmstrip"), format="png", interactive=False), label="filmstrip")
-    with gr.Row():
-        curves = text.reg(gr.Plot(label=text("curves"), min_width=340), label="curves")
-        hist = text.reg(gr.Plot(label=text("histogram"), min_width=340), label="histogram")
+    """Lay out the tab: the stage (x_t, its t slider, the live formula and charts) beside the lesson; the schedule
+    and image settings, the filmstrip and the comparison below. Returns what deep links and the link button use."""
+    with gr.Row(elem_classes="stage-row"):
+        with gr.Column(scale=3, min_width=320, elem_classes="stage-col"):
+            gr.HTML(stage.html("forward"), elem_id="forward-html", apply_default_css=False, js_on_load=None)
+            t = text.reg(gr.Slider(0, 999, value=250, step=1, label=text("t"), elem_id="forward-t"), label="t")
+            gr.HTML(stage.html("forward-charts"), elem_id="forward-charts-html", apply_default_css=False,
+                    js_on_load=None)
+            with text.reg(gr.Accordion(text("settings"), open=True), label="settings"):
+                kind, T, b0, b1 = schedule_settings(text, t)
+                image, upload, source = image_picker(text, "sneaker")
+        with gr.Column(scale=2, min_width=300, elem_classes="lesson-col"):
+            text.reg(gr.Markdown(lesson("forward", text.lang), latex_delimiters=LATEX), value="lesson:forward")
+    film = text.reg(gr.Image(label=text("filmstrip"), format="png", interactive=False), label="filmstrip")
     with gr.Row():
         other = text.reg(gr.Dropdown(list(SCHEDULES), value="cosine", label=text("compare_with"), scale=1),
                          label="compare_with")
         cmp_note = gr.Markdown(latex_delimiters=LATEX)
     cmp_img = text.reg(gr.Image(label=text("compare_strip"), format="png", interactive=False), label="compare_strip")
-
+    # what the stage draws arrives here once per (image, schedule); the page does the rest (stage.js)
+    data = gr.JSON(visible=False)
+    # the /forward API's outputs: the same handler as before, its pictures and figures unseen in the tab
+    with gr.Group(visible=False):
+        xt, x0, eps = gr.Image(format="png"), gr.Image(format="png"), gr.Image(format="png")
+        eq, curves, hist = gr.Markdown(), gr.Plot(), gr.Plot()
 
     lang = lang_input(text)                     # the app's language State, last: the handlers' `lang`
     main_inputs = [source, t, kind, T, b0, b1] + lang
-    outs = [xt, x0, eps, eq, film, curves, hist]
     cmp_inputs = [source, t, kind, other, T, b0, b1] + lang
     # the documented API endpoint first (it claims the name), with exactly the handler's parameters
     api_file = gr.File(visible=False)
-    gr.Button(visible=False).click(forward, [api_file, t, kind, T, b0, b1], outs, api_name="forward")
-    t.change(forward_at_t, main_inputs, [xt, eq, curves, hist], show_progress="hidden", trigger_mode="always_last",
-             queue=False, api_visibility="private")
+    gr.Button(visible=False).click(forward, [api_file, t, kind, T, b0, b1], [xt, x0, eps, eq, film, curves, hist],
+                                   api_name="forward")
+    show = "(d) => { window.ddpm && window.ddpm.forward.load(d); }"
+    data.change(None, data, None, js=show)
+    # a programmatic change of t (a deep link, T shrinking) draws too; a drag is drawn by stage.js directly
+    t.change(None, t, None, js="(t) => { window.ddpm && window.ddpm.forward.show(t); }")
     for trigger in (kind.change, T.submit, b0.submit, b1.submit, source.change):
-        trigger(forward, main_inputs, outs, show_progress="hidden", trigger_mode="always_last", queue=False,
+        trigger(stage_data, main_inputs, data, show_progress="hidden", trigger_mode="always_last", queue=False,
+                api_visibility="private")
+        trigger(filmstrip, main_inputs, film, show_progress="hidden", trigger_mode="always_last", queue=False,
                 api_visibility="private")
     for trigger in (t.release, kind.change, other.change, T.submit, b0.submit, b1.submit, source.change):
         trigger(compare, cmp_inputs, [cmp_img, cmp_note], show_progress="hidden", trigger_mode="always_last", queue=False,
                 api_visibility="private")
     return dict(image=image, t=t, schedule=kind, timesteps=T, beta_start=b0, beta_end=b1, other=other,
-                refresh=[(forward, main_inputs, outs), (compare, cmp_inputs, [cmp_img, cmp_note])],
-                on_lang=relabel, on_lang_io=(cmp_inputs, [eq, curves, hist, cmp_note]))
+                refresh=[(stage_data, main_inputs, data), (filmstrip, main_inputs, film),
+                         (compare, cmp_inputs, [cmp_img, cmp_note])],
+                on_lang=relabel, on_lang_io=(cmp_inputs, [data, cmp_note]))

@@ -19,11 +19,12 @@ from .common import (
     noise_like,
     plain_figure,
     plot_data,
-    schedule_controls,
     schedule_from,
+    schedule_settings,
     timestep,
     to_picture,
 )
+from . import stage
 from .forward import _thin
 from .i18n import LANGS, Text, lang_of, lesson, tr
 
@@ -82,44 +83,59 @@ def posterior(image=None, t: int = 500, schedule: str = "linear", timesteps: int
             variance_figure(s, t, lang))
 
 
-def relabel(t: int = 500, schedule: str = "linear", timesteps: int = 1000, beta_start: float = 1e-4,
-            beta_end: float = 0.02, lang: str = "en"):
-    """After a language switch: (formula, variance plot) again, in `lang`; the images stay. Bad settings
-    (already reported when they were entered) change nothing."""
+def stage_data(image=None, t: int = 500, schedule: str = "linear", timesteps: int = 1000, beta_start: float = 1e-4,
+               beta_end: float = 0.02, seed: int = 0, lang: str = "en") -> dict:
+    """What the page needs to scrub t by itself: x_0, its eps (for x_t), the draw's noise z and the schedule's
+    tables (posterior_mean_coef1/2, posterior_variance, ...), as ddpm computed them; once per (image, schedule)."""
+    s = schedule_from(schedule, timesteps, beta_start, beta_end)
+    t = timestep(t, s)
+    x0 = load_image(image)                                                   # (1, C, S, S) in [-1, 1]
+    z = torch.randn(x0.shape, generator=torch.Generator().manual_seed(int(seed) + 1))
+    keys = {"xt": "xt", "post_mean": "post_mean", "post_draw": "post_draw", "x0": "x0", "cite": "cite.eq7",
+            "timestep": "fig.timestep", "beta_large": "fig.beta_large", "beta_small": "fig.beta_small",
+            "variance_title": "variances"}
+    return {"T": s.timesteps, "t": t, "x0": stage.image(x0), "eps": stage.image(noise_like(x0)), "z": stage.image(z),
+            "tables": stage.tables(s), "labels": {k: tr(v, lang) for k, v in keys.items()}}
+
+
+def relabel(*args, **kwargs):
+    """After a language switch: the stage's data again, with its labels in the new language (bad settings,
+    already reported when they were entered, change nothing)."""
     try:
-        s = schedule_from(schedule, timesteps, beta_start, beta_end)
-        t = timestep(t, s)
+        return stage_data(*args, **kwargs)
     except gr.Error:
-        return gr.skip(), gr.skip()
-    return formula(s, t, lang), variance_figure(s, t, lang)
+        return gr.skip()
 
 
 def build(text: Text) -> dict:
-    text.reg(gr.Markdown(lesson("posterior", text.lang), latex_delimiters=LATEX), value="lesson:posterior")
-    with gr.Row():
-        with gr.Column(scale=2, min_width=280):
-            # t first: it is the control the lesson is about, so it sits beside the images
-            t, kind, T, b0, b1 = schedule_controls(text, 500)
-            image, upload, source = image_picker(text, "trouser")
-            seed = text.reg(gr.Number(0, precision=0, label=text("seed"), min_width=80), label="seed")
-        with gr.Column(scale=3, min_width=300):
-            with gr.Row():
-                xt = text.reg(gr.Image(label=text("xt"), height=200, format="png", interactive=False), label="xt")
-                mu = text.reg(gr.Image(label=text("post_mean"), height=200, format="png", interactive=False),
-                              label="post_mean")
-                xp = text.reg(gr.Image(label=text("post_draw"), height=200, format="png", interactive=False),
-                              label="post_draw")
-                x0 = text.reg(gr.Image(label=text("x0"), height=200, format="png", interactive=False), label="x0")
-            eq = gr.Markdown(latex_delimiters=LATEX, elem_id="posterior-formula")
-    plot = text.reg(gr.Plot(label=text("variances")), label="variances")
+    """The stage (x_t, mu-tilde, a draw of x_{t-1}, x_0, its t slider, the live formula and the variances)
+    beside the lesson; the schedule and image settings below the slider."""
+    with gr.Row(elem_classes="stage-row"):
+        with gr.Column(scale=3, min_width=320, elem_classes="stage-col"):
+            gr.HTML(stage.html("posterior"), elem_id="posterior-html", apply_default_css=False, js_on_load=None)
+            t = text.reg(gr.Slider(0, 999, value=500, step=1, label=text("t"), elem_id="posterior-t"), label="t")
+            with text.reg(gr.Accordion(text("settings"), open=True), label="settings"):
+                kind, T, b0, b1 = schedule_settings(text, t)
+                image, upload, source = image_picker(text, "trouser")
+                seed = text.reg(gr.Number(0, precision=0, label=text("seed"), min_width=80), label="seed")
+        with gr.Column(scale=2, min_width=300, elem_classes="lesson-col"):
+            text.reg(gr.Markdown(lesson("posterior", text.lang), latex_delimiters=LATEX), value="lesson:posterior")
+    data = gr.JSON(visible=False)
+    with gr.Group(visible=False):             # the /posterior API's outputs, unseen in the tab
+        xt, mu, xp, x0 = (gr.Image(format="png") for _ in range(4))
+        eq, plot = gr.Markdown(), gr.Plot()
 
     lang = lang_input(text)                     # the app's language State, last: the handler's `lang`
-    inputs, outs = [source, t, kind, T, b0, b1, seed] + lang, [xt, mu, xp, x0, eq, plot]
+    inputs = [source, t, kind, T, b0, b1, seed] + lang
     # the documented API endpoint first (it claims the name), with exactly the handler's parameters
     api_file = gr.File(visible=False)
-    gr.Button(visible=False).click(posterior, [api_file, t, kind, T, b0, b1], outs, api_name="posterior")
-    for trigger in (t.change, kind.change, T.submit, b0.submit, b1.submit, seed.submit, source.change):
-        trigger(posterior, inputs, outs, show_progress="hidden", trigger_mode="always_last", queue=False, api_visibility="private")
+    gr.Button(visible=False).click(posterior, [api_file, t, kind, T, b0, b1], [xt, mu, xp, x0, eq, plot],
+                                   api_name="posterior")
+    data.change(None, data, None, js="(d) => { window.ddpm && window.ddpm.posterior.load(d); }")
+    t.change(None, t, None, js="(t) => { window.ddpm && window.ddpm.posterior.show(t); }")
+    for trigger in (kind.change, T.submit, b0.submit, b1.submit, seed.submit, source.change):
+        trigger(stage_data, inputs, data, show_progress="hidden", trigger_mode="always_last", queue=False,
+                api_visibility="private")
     return dict(image=image, t=t, schedule=kind, timesteps=T, beta_start=b0, beta_end=b1,
-                refresh=[(posterior, inputs, outs)],
-                on_lang=relabel, on_lang_io=([t, kind, T, b0, b1] + lang, [eq, plot]))
+                refresh=[(stage_data, inputs, data)],
+                on_lang=relabel, on_lang_io=(inputs, [data]))

@@ -211,14 +211,25 @@ def export_gif(stored: list) -> str:
 
 
 def build(text: Text) -> dict:
-    text.reg(gr.Markdown(lesson("reverse", text.lang), latex_delimiters=LATEX), value="lesson:reverse")
+    """The stage (x_t and x0-hat, the class and Generate right under them, then the sampler's settings) beside
+    the lesson; starting from a real image and DDPM vs DDIM below."""
     p = pipe()
-    with gr.Row():
-        with gr.Column(scale=2, min_width=280):
-            label = text.reg_fn(gr.Dropdown([(text("any"), "any")] + [(c, c) for c in p.classes], value="any",
-                                            label=text("label")),
-                                lambda lang: dict(label=tr("label", lang),
-                                                  choices=[(tr("any", lang), "any")] + [(c, c) for c in p.classes]))
+    with gr.Row(elem_classes="stage-row"):
+        with gr.Column(scale=3, min_width=320, elem_classes="stage-col"):
+            with gr.Row():
+                xt = text.reg(gr.Image(label=text("xt"), format="png", interactive=False, height=300, min_width=150,
+                                       elem_id="reverse-xt"), label="xt")
+                x0 = text.reg(gr.Image(label=text("pred_x0"), format="png", interactive=False, height=300,
+                                       min_width=150), label="pred_x0")
+            with gr.Row(equal_height=True):
+                label = text.reg_fn(gr.Dropdown([(text("any"), "any")] + [(c, c) for c in p.classes], value="any",
+                                                label=text("label"), min_width=140, scale=2),
+                                    lambda lang: dict(label=tr("label", lang),
+                                                      choices=[(tr("any", lang), "any")] + [(c, c) for c in p.classes]))
+                go = text.reg(gr.Button(text("generate"), variant="primary", min_width=100, scale=1,
+                                        elem_id="reverse-generate"), value="generate")
+                stop = text.reg(gr.Button(text("stop"), variant="stop", min_width=80, scale=1), value="stop")
+            progress = gr.Markdown(elem_id="reverse-progress")
             with gr.Row():
                 # min_width: on a phone the two wrap onto their own lines instead of squeezing their labels
                 guidance = text.reg(gr.Slider(0, 10, value=3.0, step=0.5, label=text("guidance"), min_width=220),
@@ -226,28 +237,24 @@ def build(text: Text) -> dict:
                 until = text.reg(gr.Slider(0, p.timesteps - 1, value=default_guidance_until(), step=1, min_width=220,
                                            label=text("guide_until"), info=text("guide_until_info")),
                                  label="guide_until", info="guide_until_info")
-            sampler = text.reg(gr.Dropdown(sampler_choices(), value="ddim", label=text("sampler")), label="sampler")
-            model = text.reg(gr.Radio(model_choices(), value=MODEL, label=text("model"), info=text("model_info")),
-                             label="model", info="model_info")
             with gr.Row():
-                steps = text.reg(gr.Slider(1, p.timesteps, value=50, step=1, label=text("steps")), label="steps")
-                eta = text.reg(gr.Slider(0, 1, value=0.0, step=0.05, label=text("eta")), label="eta")
+                sampler = text.reg(gr.Dropdown(sampler_choices(), value="ddim", label=text("sampler"), min_width=180),
+                                   label="sampler")
+                model = text.reg(gr.Radio(model_choices(), value=MODEL, label=text("model"), info=text("model_info"),
+                                          min_width=220), label="model", info="model_info")
+            with gr.Row():
+                steps = text.reg(gr.Slider(1, p.timesteps, value=50, step=1, label=text("steps"), min_width=180),
+                                 label="steps")
+                eta = text.reg(gr.Slider(0, 1, value=0.0, step=0.05, label=text("eta"), min_width=180), label="eta")
             with gr.Row():
                 seed = text.reg(gr.Number(0, precision=0, minimum=0, label=text("seed"), min_width=80), label="seed")
                 n = text.reg(gr.Slider(1, MAX_N, value=16, step=1, label=text("n"), min_width=220), label="n")
-            with gr.Row():
-                go = text.reg(gr.Button(text("generate"), variant="primary"), value="generate")
-                stop = text.reg(gr.Button(text("stop"), variant="stop"), value="stop")
-        with gr.Column(scale=3, min_width=300):
-            with gr.Row():
-                xt = text.reg(gr.Image(label=text("xt"), format="png", interactive=False, height=336), label="xt")
-                x0 = text.reg(gr.Image(label=text("pred_x0"), format="png", interactive=False, height=336),
-                              label="pred_x0")
-            progress = gr.Markdown(elem_id="reverse-progress")
             frame_k = text.reg(gr.Slider(0, 1, value=0, step=1, label=text("scrub")), label="scrub")
             with gr.Row():
                 gif_btn = text.reg(gr.Button(text("gif"), size="sm"), value="gif")
                 gif = text.reg(gr.File(label=text("gif_file"), height=60, visible=False), label="gif_file")
+        with gr.Column(scale=2, min_width=300, elem_classes="lesson-col"):
+            text.reg(gr.Markdown(lesson("reverse", text.lang), latex_delimiters=LATEX), value="lesson:reverse")
     stored = gr.State([], time_to_live=3600)      # a run's frames, dropped an hour after the last use
     outs = [xt, x0, progress, stored, frame_k]
     # the app's language State is an input too; States are not API parameters, so /sample has 9

@@ -20,6 +20,7 @@ from ddpm.toy import TOYS, make_toy, toy_dataset
 from ddpm.vlb import vlb_terms
 
 from .common import LATEX, PlotData, choice, example_names, lang_input, load_image, number, plain_figure, plot_data
+from . import stage
 from .i18n import LANGS, Text, lang_of, lesson, tr
 
 TOY_T = 100          # forward steps of the toy diffusion
@@ -230,26 +231,23 @@ def _trajectory(state, name: str) -> np.ndarray | None:
     return shipped_run(name)
 
 
-def flow_plot(state=None, step: int = 0, name: str = "two-moons", lang: str = "en") -> PlotData:
-    """The points after `step` reverse steps (0 = pure noise x_T): from the model trained here, else the shipped
-    one; with neither, only the data."""
+def flow_data(state=None, name: str = "two-moons", lang: str = "en") -> dict:
+    """The whole reverse run for the page to scrub by itself (lessons/static/stage.js): every state (T + 1, n, 2)
+    from the model trained here, else the shipped one; with neither, no points, only the data. Each point's hue
+    comes from where it ends (see _colours), the real data is drawn beneath."""
     name = choice(name, "toy data set", TOYS)
-    step = number(step, "reverse step", 0, 10000, integer=True)
     traj = _trajectory(state, name)
-    if traj is None:
-        return points_figure(name, np.zeros((0, 2)), np.zeros(0), lang=lang)
-    k = min(step, len(traj) - 1)
-    T = len(traj) - 1
-    title = tr("flow.title", lang).format(k=k, T=T, x="x_T ~ N(0, I)" if k == 0 else f"x_{T - k}")
-    return points_figure(name, traj[k], _colours(traj[-1]), title, lang)
+    traj = np.zeros((1, 0, 2), np.float32) if traj is None else traj
+    hue = (np.degrees(_colours(traj[-1])) % 360).round(1).tolist() if traj.shape[1] else []
+    return {"traj": stage.b64(traj), "steps": traj.shape[0] - 1, "n": traj.shape[1], "hue": hue,
+            "data": stage.b64(_real(name)), "range": LIM, "labels": {"title": tr("flow.title", lang)}}
 
 
 def flow_reset(state=None, name: str = "two-moons", lang: str = "en"):
-    """After training or a new toy: the slider spans the run and sits at its end; the final points."""
-    name = choice(name, "toy data set", TOYS)
-    traj = _trajectory(state, name)
-    T = TOY_T if traj is None else len(traj) - 1
-    return gr.update(maximum=T, value=T), flow_plot(state, T, name, lang)
+    """After training or a new toy: the slider spans the run and sits at its end; the run for the page."""
+    data = flow_data(state, name, lang)
+    T = data["steps"] or TOY_T
+    return gr.update(maximum=T, value=T), data
 
 
 def relabel(state=None, step: int = 0, name: str = "two-moons", vlb_shown: bool = False, lang: str = "en"):
@@ -260,7 +258,7 @@ def relabel(state=None, step: int = 0, name: str = "two-moons", vlb_shown: bool 
     figures = (trained_figures(state["name"], np.asarray(state["traj"]), state["losses"], state["steps"],
                                state["steps"], lang) if trained else (gr.skip(), gr.skip()))
     try:
-        flow = flow_plot(state, step, name, lang)
+        flow = {**flow_data(state, name, lang), "step": step}
     except gr.Error:
         flow = gr.skip()
     return (*vlb, *figures, flow)
@@ -271,8 +269,25 @@ def _heading(text: Text, key: str) -> gr.Markdown:
 
 
 def build(text: Text) -> dict:
-    """Lay out the tab; returns the components deep links set, and the Train event (for a Stop button)."""
-    text.reg(gr.Markdown(lesson("training", text.lang), latex_delimiters=LATEX), value="lesson:training")
+    """The stage (train a toy live, then scrub its reverse run) beside the lesson; the bound term by term below.
+    Returns the components deep links set, and the Train event (for a Stop button)."""
+    lang = lang_input(text)                     # the app's language State, last: the handlers' `lang`
+    with gr.Row(elem_classes="stage-row"):
+        with gr.Column(scale=3, min_width=320, elem_classes="stage-col"):
+            _heading(text, "toy_title")
+            with gr.Row():
+                toy = text.reg(gr.Dropdown(list(TOYS), value="two-moons", label=text("toy"), scale=2), label="toy")
+                train_btn = text.reg(gr.Button(text("train"), variant="primary", scale=1), value="train")
+                stop_btn = text.reg(gr.Button(text("stop"), variant="stop", scale=1), value="stop")
+            flow_t = text.reg(gr.Slider(0, TOY_T, value=TOY_T, step=1, label=text("flow_t"), elem_id="flow-step"),
+                              label="flow_t")
+            gr.HTML(stage.html("flow"), elem_id="flow-html", apply_default_css=False, js_on_load=None)
+            text.reg(gr.Markdown(text("flow_hint")), value="flow_hint")
+            with gr.Row():
+                loss = text.reg(gr.Plot(label=text("loss"), min_width=300), label="loss")
+                samples = text.reg(gr.Plot(label=text("toy_samples"), min_width=300), label="toy_samples")
+        with gr.Column(scale=2, min_width=300, elem_classes="lesson-col"):
+            text.reg(gr.Markdown(lesson("training", text.lang), latex_delimiters=LATEX), value="lesson:training")
 
     _heading(text, "vlb_title")
     vlb_btn = text.reg(gr.Button(text("vlb_button"), variant="primary"), value="vlb_button")
@@ -280,34 +295,20 @@ def build(text: Text) -> dict:
         vlb_fig = text.reg(gr.Plot(label=text("vlb_plot"), scale=3), label="vlb_plot")
         vlb_md = gr.Markdown(latex_delimiters=LATEX)
     # heavy work shares the "model" pool with the Reverse tab's generators (at most 2 at a time)
-    lang = lang_input(text)                     # the app's language State, last: the handlers' `lang`
     vlb_shown = gr.State(False)
     vlb_btn.click(vlb_click, lang, [vlb_fig, vlb_md], concurrency_limit=2, concurrency_id="model",
                   api_visibility="private").success(lambda: True, None, vlb_shown, queue=False,
                                                     api_visibility="private")
-
-    _heading(text, "toy_title")
-    with gr.Row():
-        toy = text.reg(gr.Dropdown(list(TOYS), value="two-moons", label=text("toy"), scale=2), label="toy")
-        train_btn = text.reg(gr.Button(text("train"), variant="primary", scale=1), value="train")
-        stop_btn = text.reg(gr.Button(text("stop"), variant="stop", scale=1), value="stop")
-    with gr.Row():
-        loss = text.reg(gr.Plot(label=text("loss"), min_width=300), label="loss")
-        samples = text.reg(gr.Plot(label=text("toy_samples"), min_width=300), label="toy_samples")
-
-    _heading(text, "flow")
-    text.reg(gr.Markdown(text("flow_hint")), value="flow_hint")
-    flow_t = text.reg(gr.Slider(0, TOY_T, value=TOY_T, step=1, label=text("flow_t")), label="flow_t")
-    flow = gr.Plot(show_label=False)
     state = gr.State(None)          # {"name", "ema", "traj"} of the last model trained here
+    flow = gr.JSON(visible=False)   # the run the page scrubs (stage.js)
 
     train = train_btn.click(train_click, [toy] + lang, [loss, samples, state], concurrency_limit=2,
                             concurrency_id="model", api_visibility="private")
     train.then(flow_reset, [state, toy] + lang, [flow_t, flow], api_visibility="private")
     stop_btn.click(None, None, None, cancels=[train], api_visibility="private")
     toy.change(flow_reset, [state, toy] + lang, [flow_t, flow], api_visibility="private")
-    flow_t.change(flow_plot, [state, flow_t, toy] + lang, flow, show_progress="hidden", trigger_mode="always_last",
-                  api_visibility="private")
+    flow.change(None, flow, None, js="(d) => { window.ddpm && window.ddpm.flow.load(d); }")
+    flow_t.change(None, flow_t, None, js="(k) => { window.ddpm && window.ddpm.flow.show(k); }")
     return dict(toy=toy, flow_t=flow_t, events=dict(train=train),
                 refresh=[(flow_reset, [state, toy] + lang, [flow_t, flow])],
                 on_lang=relabel, on_lang_io=([state, flow_t, toy, vlb_shown] + lang,

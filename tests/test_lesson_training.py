@@ -1,4 +1,5 @@
 """lessons/training.py: the bound per timestep from the shipped model, and live toy training that really learns."""
+import base64
 import re
 
 import gradio as gr
@@ -56,10 +57,11 @@ def test_train_toy_learns_two_moons():
     assert _nn_dist(traj[-1], data) < 0.5 * _nn_dist(traj[0], data)   # noise x_T -> points on the moons
     final = load(outs[-1][1])["data"][1]                              # the scatter shows the end of the run
     assert np.allclose(final["x"], traj[-1][:, 0]) and np.allclose(final["y"], traj[-1][:, 1])
-    # the flow slider scrubs the stored run: step 0 is the noise, the last step the samples
-    assert np.allclose(load(training.flow_plot(state, 0, "two-moons"))["data"][1]["x"], traj[0][:, 0])
-    update, fig = training.flow_reset(state, "two-moons")
-    assert update["maximum"] == 100 and np.allclose(load(fig)["data"][1]["y"], traj[-1][:, 1])
+    # the flow slider scrubs the stored run in the page: all of it is sent, step 0 the noise, the last the samples
+    update, data = training.flow_reset(state, "two-moons")
+    sent = np.frombuffer(base64.b64decode(data["traj"]), "<f4").reshape(data["steps"] + 1, data["n"], 2)
+    assert update["maximum"] == 100 and data["steps"] == 100 and np.array_equal(sent, traj.astype(np.float32))
+    assert len(data["hue"]) == 500 and 0 <= min(data["hue"]) and max(data["hue"]) <= 360
 
 
 def test_bad_arguments_give_clear_errors():
@@ -68,13 +70,12 @@ def test_bad_arguments_give_clear_errors():
     with pytest.raises(gr.Error, match="steps"):
         next(training.train_toy("two-moons", steps=-3))
     with pytest.raises(gr.Error):
-        training.flow_plot(None, 5, "donut")
+        training.flow_data(None, "donut")
     with pytest.raises(gr.Error, match="stride"):
         training.vlb_plot(stride=0)
 
 
 def test_flow_without_any_model_shows_only_data(monkeypatch):
     monkeypatch.setattr(training, "shipped_run", lambda name: None)
-    fig = load(training.flow_plot(None, 50, "rings"))
-    go.Figure(fig)                                                    # valid plotly, although written by hand
-    assert len(array(fig["data"][0]["x"])) == 2000 and len(fig["data"][1]["x"]) == 0
+    data = training.flow_data(None, "rings")
+    assert data["n"] == 0 and data["hue"] == [] and len(base64.b64decode(data["data"])) == 2000 * 2 * 4

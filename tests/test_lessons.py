@@ -57,12 +57,32 @@ def test_forward_figures_are_valid_plotly_with_the_marker_at_t():
     assert np.allclose(var["data"][-1]["y"], [s.betas[123].item(), s.posterior_variance[123].item()])
 
 
-def test_forward_at_t_is_the_full_handler_restricted_to_what_t_moves():
-    args = ("photo-cat", 321, "cosine", 500, 1e-4, 0.02)
-    xt, x0, eps, eq, film, curves, hist = forward.forward(*args)
-    xt2, eq2, curves2, hist2 = forward.forward_at_t(*args)
-    assert np.array_equal(xt, xt2) and eq == eq2
-    assert curves.plot == curves2.plot and hist.plot == hist2.plot
+def _decoded(entry, dtype=np.float32):
+    import base64
+    return np.frombuffer(base64.b64decode(entry), dtype=np.dtype(dtype).newbyteorder("<"))
+
+
+def test_stage_data_is_what_ddpm_computed():
+    """The forward stage's payload: x_0, its eps and the schedule's own tables; combined as the page combines them
+    (Eq. 4) they give ddpm.q_sample at every t."""
+    from ddpm import q_sample
+    d = forward.stage_data("photo-cat", 321, "cosine", 500, 1e-4, 0.02)
+    s = make_schedule("cosine", 500)
+    assert d["T"] == 500 and d["t"] == 321 and (d["x0"]["c"], d["x0"]["h"], d["x0"]["w"]) == (3, 128, 128)
+    for name in ("betas", "alphas_cumprod", "sqrt_alphas_cumprod", "sqrt_one_minus_alphas_cumprod", "snr",
+                 "posterior_mean_coef1", "posterior_mean_coef2", "posterior_variance"):
+        assert np.array_equal(_decoded(d["tables"][name], np.float64), getattr(s, name).numpy()), name
+    x0, eps = common.load_image("photo-cat"), common.noise_like(common.load_image("photo-cat"))
+    assert np.array_equal(_decoded(d["x0"]["data"]), x0.numpy().ravel())
+    assert np.array_equal(_decoded(d["eps"]["data"]), eps.numpy().ravel())
+    a, b = _decoded(d["tables"]["sqrt_alphas_cumprod"], np.float64), _decoded(d["tables"]["sqrt_one_minus_alphas_cumprod"], np.float64)
+    for t in (0, 321, 499):
+        page = a[t] * _decoded(d["x0"]["data"]) + b[t] * _decoded(d["eps"]["data"])
+        assert np.abs(page - q_sample(s, x0, t, eps).numpy().ravel()).max() < 1e-6
+    assert d["labels"]["x0"] == "x₀ (data)" and forward.stage_data(lang="zh")["labels"]["x0"] == "x₀（原图）"
+    p = posterior.stage_data("trouser", 500, "linear", 1000, seed=3)
+    z = torch.randn(1, 1, 28, 28, generator=torch.Generator().manual_seed(4))
+    assert np.array_equal(_decoded(p["z"]["data"]), z.numpy().ravel())      # the draw's noise, as /posterior's
 
 
 def test_forward_image_changes_with_t_and_is_noise_at_the_end():
