@@ -5,7 +5,12 @@ from pathlib import Path
 
 import pytest
 
+import numpy as np
+import torch
+
+from ddpm import SCHEDULES, make_schedule, q_posterior, q_sample
 from lessons import reverse
+from lessons.common import fmt, load_image, noise_like
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -40,25 +45,120 @@ def _src(page, elem_label: str) -> str:
     return img.get_attribute("src") or ""
 
 
-def test_every_tab_opens_and_the_t_slider_changes_the_image(page, app_url):
+TABS = {"en": ["1 · Forward", "2 · Posterior", "3 · Reverse", "4 · Training", "5 · Quiz"],
+        "zh": ["1 · 前向", "2 · 后验", "3 · 反向", "4 · 训练", "5 · 面试题"]}
+VIEWPORTS = {"desktop": {"width": 1400, "height": 1000}, "phone": {"width": 390, "height": 844}}
+
+
+def _box(page, selector: str) -> dict:
+    return page.evaluate(f"""() => {{ const r = document.querySelector({selector!r}).getBoundingClientRect();
+        return {{top: r.top + scrollY, bottom: r.bottom + scrollY, left: r.left, right: r.right}}; }}""")
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+@pytest.mark.parametrize("size", list(VIEWPORTS))
+def test_stage_leads_every_tab_and_every_tab_is_reachable(browser, app_url, lang, size):
+    """Touch first: the picture and its control sit on the first screen; the lesson beside the stage on a desktop,
+    below it on a phone; every tab is a visible button (no overflow menu), in both languages and both widths."""
     SHOTS.mkdir(parents=True, exist_ok=True)
-    page.goto(app_url)
-    page.get_by_role("tab", name="1 · Forward process").wait_for()
-    page.wait_for_function("document.querySelector('#forward-formula').innerText.includes('0.')", timeout=30_000)
-    page.wait_for_timeout(3000)                                  # let the first render finish
-    xt_before = page.locator("#forward-xt img").get_attribute("src")
-    slider_box = page.get_by_label("number input for Timestep t").first
-    slider_box.fill("800")
-    slider_box.press("Enter")
-    page.wait_for_function("document.querySelector('#forward-formula').innerText.includes('800')", timeout=30_000)
-    page.wait_for_timeout(1000)
-    assert "800" in page.locator("#forward-formula").inner_text()
-    assert page.locator("#forward-xt img").get_attribute("src") != xt_before
-    page.screenshot(path=str(SHOTS / "forward.png"), full_page=True)
-    for name in ("2 · Posterior", "3 · Reverse process", "4 · Training objective", "5 · Quiz"):
-        page.get_by_role("tab", name=name).click()
-        page.wait_for_timeout(600)
-        page.screenshot(path=str(SHOTS / f"{name.split(' · ')[1].replace(' ', '-')}.png"), full_page=True)
+    page = browser.new_page(viewport=VIEWPORTS[size])
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    height = VIEWPORTS[size]["height"]
+    page.goto(app_url + f"?lang={lang}")
+    page.wait_for_function("document.querySelector('#forward-xt')?.dataset.t === '250'", timeout=30_000)
+    page.get_by_role("tab", name=TABS[lang][0], selected=True).wait_for(timeout=15_000)
+    for name in TABS[lang]:
+        assert page.get_by_role("tab", name=name, exact=True).is_visible(), name
+    xt, slider = _box(page, "#forward-xt"), _box(page, "#tab-forward input[type=range]")
+    lesson = _box(page, "#tab-forward .lesson-col")
+    assert slider["bottom"] < height and xt["bottom"] < height, (xt, slider)
+    if size == "desktop":
+        assert _box(page, "#forward-hist")["bottom"] < height                 # the whole stage, charts included
+        assert lesson["left"] >= xt["right"] and lesson["top"] < 400          # beside it, not above or below
+    else:
+        assert lesson["top"] > slider["bottom"]                               # below the stage
+    assert page.title().count("DDPM") == 1 and page.locator("h1").count() == 1   # the title once
+    page.screenshot(path=str(SHOTS / f"forward-{size}-{lang}.png"))
+    for name, first in ((TABS[lang][1], "#posterior-xt"), (TABS[lang][2], "#reverse-generate")):
+        page.get_by_role("tab", name=name, exact=True).click()
+        page.wait_for_timeout(800)
+        assert _box(page, first)["bottom"] < height, (name, _box(page, first))
+    generate = page.get_by_role("button", name="Generate" if lang == "en" else "生成", exact=True)
+    assert generate.is_visible()
+    page.get_by_role("tab", name=TABS[lang][3], exact=True).click()
+    page.wait_for_function("document.querySelector('#flow-canvas')?.dataset.step === '100'", timeout=30_000)
+    assert _box(page, "#flow-canvas")["top"] < height
+    page.get_by_role("tab", name=TABS[lang][4], exact=True).click()
+    page.close()
+    assert not errors, errors
+
+
+def _canvas(page, selector: str) -> np.ndarray:
+    """The canvas's own pixels (one per image pixel): (H, W, 3) uint8."""
+    w, h, data = page.evaluate(f"""() => {{ const c = document.querySelector({selector!r});
+        return [c.width, c.height, Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data)]; }}""")
+    return np.asarray(data, np.uint8).reshape(h, w, 4)[..., :3]
+
+
+def _picture(x: torch.Tensor) -> np.ndarray:
+    """lessons.common.to_picture without the upscaling: (1, C, H, W) in [-1, 1] -> (H, W, 3) uint8."""
+    x = ((x[0].clamp(-1, 1) + 1) * 127.5).round().byte()
+    return x.expand(3, -1, -1).permute(1, 2, 0).numpy()
+
+
+def _wait_t(page, holder: str, t: int) -> None:
+    page.wait_for_function(f"document.querySelector('{holder}')?.dataset.t === '{t}'", timeout=30_000)
+
+
+@pytest.mark.parametrize("schedule", list(SCHEDULES))
+def test_the_page_draws_q_sample(page, app_url, schedule):
+    """The forward stage combines x_0, eps and ddpm's tables in the browser: its picture equals ddpm.q_sample to
+    within 1/255 at several t, set by a deep link, by the arrow keys and by the number box."""
+    image = "photo-cat" if schedule == "cosine" else "sneaker"               # one colour image too
+    page.goto(app_url + f"?tab=forward&schedule={schedule}&t=600&image={image}")
+    s = make_schedule(schedule, 1000)
+    x0 = load_image(image)
+    eps = noise_like(x0)
+    _wait_t(page, "#forward-xt", 600)
+    page.wait_for_timeout(500)
+    slider = page.locator("#tab-forward input[type=range]").first
+    for how, t in (("link", 600), ("key", 601), ("key", 602), ("box", 37), ("box", 999), ("box", 0)):
+        if how == "key":
+            slider.focus()
+            slider.press("ArrowRight")
+        elif how == "box":
+            box = page.locator("#forward-t input[type=number]").first
+            box.fill(str(t))
+            box.press("Enter")
+        _wait_t(page, "#forward-xt", t)
+        got = _canvas(page, "#forward-xt canvas").astype(int)
+        want = _picture(q_sample(s, x0, t, eps)).astype(int)
+        assert got.shape == want.shape and np.abs(got - want).max() <= 1, (schedule, how, t)
+        a = s.sqrt_alphas_cumprod[t].item()
+        assert page.locator("#forward-eq-a").inner_text() == fmt(a)         # the formula's numbers follow t too
+
+
+def test_the_page_draws_the_posterior(page, app_url):
+    """The posterior stage: x_t, mu-tilde = coef1 x_0 + coef2 x_t and a draw mu-tilde + sqrt(beta-tilde) z, against
+    ddpm.q_posterior and the /posterior handler's own draw."""
+    page.goto(app_url + "?tab=posterior&t=300&schedule=cosine&image=trouser")
+    s = make_schedule("cosine", 1000)
+    x0 = load_image("trouser")
+    for t in (300, 301, 0):
+        if t != 300:
+            box = page.locator("#posterior-t input[type=number]").first
+            box.fill(str(t))
+            box.press("Enter")
+        _wait_t(page, "#posterior-xt", t)
+        x_t = q_sample(s, x0, t, noise_like(x0))
+        mean, var, _ = q_posterior(s, x0, x_t, t)
+        z = torch.randn(x0.shape, generator=torch.Generator().manual_seed(1))
+        for sel, want in (("#posterior-xt canvas", x_t), ("#posterior-mu-canvas", mean),
+                          ("#posterior-draw-canvas", mean + var.sqrt() * z)):
+            got = _canvas(page, sel).astype(int)
+            assert np.abs(got - _picture(want).astype(int)).max() <= 1, (sel, t)
+        assert page.locator("#posterior-eq-c1").inner_text() == fmt(s.posterior_mean_coef1[t])
 
 
 def test_chinese_and_a_streamed_generation(page, app_url):
@@ -67,8 +167,8 @@ def test_chinese_and_a_streamed_generation(page, app_url):
     page.wait_for_function("(document.querySelector('#reverse-progress')?.innerText || '').includes('seed 7')",
                            timeout=30_000)
     page.get_by_text("中文").click()
-    page.get_by_role("tab", name="3 · 反向过程").wait_for(timeout=15_000)
-    assert page.get_by_role("tab", name="1 · 前向过程").is_visible()
+    page.get_by_role("tab", name="3 · 反向").wait_for(timeout=15_000)
+    assert page.get_by_role("tab", name="1 · 前向").is_visible()
     page.get_by_role("button", name="生成", exact=True).click()
     progress = page.locator("#reverse-progress")
     seen = set()
@@ -86,11 +186,11 @@ def test_chinese_and_a_streamed_generation(page, app_url):
 
 def test_deep_link_selects_tab_and_settings(page, app_url):
     page.goto(app_url + "?tab=posterior&t=321&schedule=cosine")
-    page.wait_for_function("document.querySelector('#posterior-formula') && "
-                           "document.querySelector('#posterior-formula').innerText.includes('321')", timeout=30_000)
+    _wait_t(page, "#posterior-xt", 321)
+    assert page.locator(".posterior-eq-t").first.inner_text() == "321"
     assert page.get_by_role("tab", name="2 · Posterior", selected=True).is_visible()
     page.goto(app_url + "?tab=reverse&label=Bag&guidance=5&guide_until=999&steps=20&model=fashion-mnist-large")
-    page.get_by_role("tab", name="3 · Reverse process", selected=True).wait_for(timeout=15_000)
+    page.get_by_role("tab", name="3 · Reverse", selected=True).wait_for(timeout=15_000)
     until = "document.querySelector('input[aria-label=\"number input for only while t ≤\"]')?.value"
     page.wait_for_function(f"{until} === '999'", timeout=15_000)
     assert page.get_by_label("number input for Guidance scale s").input_value() == "5"
@@ -104,7 +204,7 @@ def test_deep_link_selects_tab_and_settings(page, app_url):
 
 def test_stop_cancels_a_running_generation(page, app_url):
     page.goto(app_url + "?tab=reverse&sampler=ddpm&n=12")
-    page.get_by_role("tab", name="3 · Reverse process", selected=True).wait_for(timeout=15_000)
+    page.get_by_role("tab", name="3 · Reverse", selected=True).wait_for(timeout=15_000)
     # click only once the deep link has been applied: a click during the page's start-up can be lost
     page.wait_for_function("document.querySelector('input[aria-label=\"number input for Images\"]')"
                            "?.value === '12'", timeout=30_000)
