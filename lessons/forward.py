@@ -27,7 +27,7 @@ from .common import (
     timestep,
     to_picture,
 )
-from . import stage
+from . import predict, stage
 from .i18n import LANGS, Text, lang_of, lesson, tr
 
 FILM = 8   # frames in the filmstrip
@@ -191,6 +191,9 @@ def build(text: Text) -> dict:
                 kind, T, b0, b1 = schedule_settings(text, t)
                 image, upload, source = image_picker(text, "sneaker")
         with gr.Column(scale=2, min_width=300, elem_classes="lesson-col"):
+            guess = text.reg(gr.Slider(0, 999, value=300, step=1, label=text("predict.guess_t"), render=False),
+                             label="predict.guess_t")
+            predict.box(text, "forward", guess, predict.forward_reveal, [source, kind, T, b0, b1] + lang_input(text))
             text.reg(gr.Markdown(lesson("forward", text.lang), latex_delimiters=LATEX), value="lesson:forward")
     film = text.reg(gr.Image(label=text("filmstrip"), format="png", interactive=False), label="filmstrip")
     with gr.Row():

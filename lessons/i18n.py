@@ -59,6 +59,35 @@ UI: dict[str, dict[str, str]] = {
         "cite.eq4": "Ho et al. 2020, Eq. 4 · computed in your browser from ddpm's tables",
         "cite.eq7": "Ho et al. 2020, Eq. 6–7 · computed in your browser from ddpm's tables",
         "settings": "Schedule and image", "about": "About this course", "lesson_col": "The lesson",
+        "predict.reveal": "Reveal", "predict.larger": "larger", "predict.smaller": "smaller", "predict.equal": "equal",
+        "predict.yes": "yes", "predict.no": "no", "predict.guess_t": "Your guess: t =", "predict.guess": "Your guess",
+        "predict.guess_steps": "Your guess: DDIM steps",
+        "predict.source.trained": "the model you trained here", "predict.source.shipped": "the shipped model",
+        "predict.forward.title": "Predict first: when does the picture disappear?",
+        "predict.forward.q": "Before you drag t: at which t will you **stop recognising** the image (with this schedule "
+                             "and T)? Set your guess, then press Reveal.",
+        "predict.forward.reveal": "**Your guess: t = {guess}.** Measured on this image and schedule: from **t = {t_noise}** "
+                                  "the noise is as strong as the picture's own contrast, and from **t = {t}** "
+                                  "(√ᾱ_t = {signal}) even a computer that compares x_t with every example picture "
+                                  "of the same size can no longer pick the right one. People usually give up in "
+                                  "between. Drag t to both and look.",
+        "predict.posterior.title": "Predict first: which variance is larger?",
+        "predict.posterior.q": "Is the posterior's variance β̃_t **larger or smaller** than the forward step's β_t?",
+        "predict.posterior.reveal": "{ok} **Your answer: {guess}. At t = {t}: β̃_t = {bt} against β_t = {beta}, so "
+                                    "β̃_t is {truth}.** It is smaller at every t ≥ 1, because knowing x₀ removes "
+                                    "uncertainty; the ratio β̃_t / β_t passes 0.9 at t = {above} and tends to 1.",
+        "predict.reverse.title": "Predict first: how many DDIM steps are enough?",
+        "predict.reverse.q": "With this class and seed: from how many DDIM steps on do the images **look clean**, "
+                             "almost the same as with 100 steps?",
+        "predict.reverse.reveal": "**Your guess: {guess} steps. Measured: {clean} steps**, the first count whose images "
+                                  "differ from the {ref}-step ones by less than {limit} on average (mean |difference| "
+                                  "per step count: {table}). The strip shows the same noise at each count.",
+        "predict.training.title": "Predict first: can the loss reach zero?",
+        "predict.training.q": "If you trained the toy network for ever, would L_simple = ‖ε − ε_θ‖² **reach 0**?",
+        "predict.training.reveal": "{ok} **Your answer: {guess}. Measured with {source}: L_simple = {loss}** on 20,000 "
+                                   "fresh (x₀, t, ε). It cannot reach 0: given x_t, many ε are possible, and even the "
+                                   "best network can only predict their average E[ε | x_t]; what is left is their "
+                                   "variance.",
         "fig.timestep": "timestep t", "fig.signal": "√ᾱ_t (signal)", "fig.noise": "√(1−ᾱ_t) (noise)",
         "fig.pixel_value": "pixel value", "fig.density": "density", "fig.pixels": "pixels of x_t (t={t})",
         "fig.variance": "variance", "fig.beta_large": "β_t  (fixed_large)", "fig.beta_small": "β̃_t  (fixed_small)",
@@ -125,6 +154,32 @@ UI: dict[str, dict[str, str]] = {
         "cite.eq4": "Ho 等人 2020，式 4 · 由浏览器用 ddpm 算好的表格即时合成",
         "cite.eq7": "Ho 等人 2020，式 6–7 · 由浏览器用 ddpm 算好的表格即时合成",
         "settings": "噪声调度与图像", "about": "关于本课程", "lesson_col": "讲解",
+        "predict.reveal": "揭晓答案", "predict.larger": "更大", "predict.smaller": "更小", "predict.equal": "相等",
+        "predict.yes": "能", "predict.no": "不能", "predict.guess_t": "你的猜测：t =", "predict.guess": "你的猜测",
+        "predict.guess_steps": "你的猜测：DDIM 步数",
+        "predict.source.trained": "你刚在这里训练的模型", "predict.source.shipped": "自带的模型",
+        "predict.forward.title": "先猜一猜：图像什么时候消失？",
+        "predict.forward.q": "先别拖动 t：在当前的噪声调度和 T 下，你觉得到第几步就**认不出**这张图了？"
+                             "设好你的猜测，再点“揭晓答案”。",
+        "predict.forward.reveal": "**你的猜测：t = {guess}。** 在这张图和这个调度上实测：从 **t = {t_noise}** 起，"
+                                  "噪声已经和图像本身的明暗反差一样强；从 **t = {t}** 起（√ᾱ_t = {signal}），"
+                                  "就连把 x_t 与每张同尺寸示例图逐一比对的计算机也挑不出原图了。人眼通常在两者"
+                                  "之间放弃。把 t 分别拖到这两处看一看。",
+        "predict.posterior.title": "先猜一猜：哪个方差更大？",
+        "predict.posterior.q": "后验的方差 β̃_t 比前向一步的 β_t **更大还是更小**？",
+        "predict.posterior.reveal": "{ok} **你的回答：{guess}。在 t = {t}：β̃_t = {bt}，β_t = {beta}，所以 β̃_t "
+                                    "{truth}。** 在每个 t ≥ 1 上它都更小，因为知道了 x₀，不确定性就少了；"
+                                    "比值 β̃_t / β_t 在 t = {above} 处超过 0.9，并逐渐趋于 1。",
+        "predict.reverse.title": "先猜一猜：DDIM 要多少步才够？",
+        "predict.reverse.q": "用当前的类别和种子：从多少步 DDIM 开始，图像就**看起来干净**了，和 100 步的结果几乎一样？",
+        "predict.reverse.reveal": "**你的猜测：{guess} 步。实测：{clean} 步**，这是第一个与 {ref} 步结果的平均"
+                                  "绝对差小于 {limit} 的步数（各步数的平均绝对差：{table}）。下方的图条是同一份"
+                                  "噪声在各个步数下的结果。",
+        "predict.training.title": "先猜一猜：损失能降到零吗？",
+        "predict.training.q": "如果一直训练下去，这个二维小网络的 L_simple = ‖ε − ε_θ‖² **能降到 0 吗**？",
+        "predict.training.reveal": "{ok} **你的回答：{guess}。用{source}在 20,000 组新的（x₀, t, ε）上实测："
+                                   "L_simple = {loss}。** 它降不到 0：给定 x_t，可能的 ε 有很多，再好的网络也只能"
+                                   "预测它们的平均 E[ε | x_t]，剩下的就是它们的方差。",
         "fig.timestep": "时间步 t", "fig.signal": "√ᾱ_t（信号）", "fig.noise": "√(1−ᾱ_t)（噪声）",
         "fig.pixel_value": "像素值", "fig.density": "概率密度", "fig.pixels": "x_t 的像素（t = {t}）",
         "fig.variance": "方差", "fig.beta_large": "β_t（fixed_large）", "fig.beta_small": "β̃_t（fixed_small）",

@@ -24,7 +24,7 @@ from .common import (
     timestep,
     to_picture,
 )
-from . import stage
+from . import predict, stage
 from .forward import _thin
 from .i18n import LANGS, Text, lang_of, lesson, tr
 
@@ -119,6 +119,12 @@ def build(text: Text) -> dict:
                 image, upload, source = image_picker(text, "trouser")
                 seed = text.reg(gr.Number(0, precision=0, label=text("seed"), min_width=80), label="seed")
         with gr.Column(scale=2, min_width=300, elem_classes="lesson-col"):
+            options = ("larger", "smaller", "equal")
+            guess = text.reg_fn(gr.Radio([(text(f"predict.{o}"), o) for o in options], label=text("predict.guess"),
+                                         render=False),
+                                lambda lang: dict(label=tr("predict.guess", lang),
+                                                  choices=[(tr(f"predict.{o}", lang), o) for o in options]))
+            predict.box(text, "posterior", guess, predict.posterior_reveal, [t, kind, T, b0, b1] + lang_input(text))
             text.reg(gr.Markdown(lesson("posterior", text.lang), latex_delimiters=LATEX), value="lesson:posterior")
     data = gr.JSON(visible=False)
     with gr.Group(visible=False):             # the /posterior API's outputs, unseen in the tab

@@ -15,6 +15,7 @@ from ddpm.images import make_grid
 from ddpm.pretrained import MAX_GUIDANCE, load_pretrained
 
 from .common import LATEX, image_picker, load_image, number
+from . import predict
 from .i18n import Text, lesson, tr
 
 # The shipped Fashion-MNIST models, the app's default first (assets/models/MODEL_CARD.md): the small
@@ -254,6 +255,10 @@ def build(text: Text) -> dict:
                 gif_btn = text.reg(gr.Button(text("gif"), size="sm"), value="gif")
                 gif = text.reg(gr.File(label=text("gif_file"), height=60, visible=False), label="gif_file")
         with gr.Column(scale=2, min_width=300, elem_classes="lesson-col"):
+            guess = text.reg(gr.Slider(1, 100, value=10, step=1, label=text("predict.guess_steps"), render=False),
+                             label="predict.guess_steps")
+            strip_img = gr.Image(format="png", interactive=False, show_label=False, render=False, height=110)
+            predict.box(text, "reverse", guess, predict.reverse_reveal, [label, seed, model, text.state], [strip_img])
             text.reg(gr.Markdown(lesson("reverse", text.lang), latex_delimiters=LATEX), value="lesson:reverse")
     stored = gr.State([], time_to_live=3600)      # a run's frames, dropped an hour after the last use
     outs = [xt, x0, progress, stored, frame_k]

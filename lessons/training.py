@@ -20,7 +20,7 @@ from ddpm.toy import TOYS, make_toy, toy_dataset
 from ddpm.vlb import vlb_terms
 
 from .common import LATEX, PlotData, choice, example_names, lang_input, load_image, number, plain_figure, plot_data
-from . import stage
+from . import predict, stage
 from .i18n import LANGS, Text, lang_of, lesson, tr
 
 TOY_T = 100          # forward steps of the toy diffusion
@@ -272,6 +272,7 @@ def build(text: Text) -> dict:
     """The stage (train a toy live, then scrub its reverse run) beside the lesson; the bound term by term below.
     Returns the components deep links set, and the Train event (for a Stop button)."""
     lang = lang_input(text)                     # the app's language State, last: the handlers' `lang`
+    state = gr.State(None)          # {"name", "ema", "traj", ...} of the last model trained here
     with gr.Row(elem_classes="stage-row"):
         with gr.Column(scale=3, min_width=320, elem_classes="stage-col"):
             _heading(text, "toy_title")
@@ -287,6 +288,11 @@ def build(text: Text) -> dict:
                 loss = text.reg(gr.Plot(label=text("loss"), min_width=300), label="loss")
                 samples = text.reg(gr.Plot(label=text("toy_samples"), min_width=300), label="toy_samples")
         with gr.Column(scale=2, min_width=300, elem_classes="lesson-col"):
+            guess = text.reg_fn(gr.Radio([(text(f"predict.{o}"), o) for o in ("yes", "no")],
+                                         label=text("predict.guess"), render=False),
+                                lambda lang: dict(label=tr("predict.guess", lang),
+                                                  choices=[(tr(f"predict.{o}", lang), o) for o in ("yes", "no")]))
+            predict.box(text, "training", guess, predict.training_reveal, [state, toy] + lang)
             text.reg(gr.Markdown(lesson("training", text.lang), latex_delimiters=LATEX), value="lesson:training")
 
     _heading(text, "vlb_title")
@@ -299,7 +305,6 @@ def build(text: Text) -> dict:
     vlb_btn.click(vlb_click, lang, [vlb_fig, vlb_md], concurrency_limit=2, concurrency_id="model",
                   api_visibility="private").success(lambda: True, None, vlb_shown, queue=False,
                                                     api_visibility="private")
-    state = gr.State(None)          # {"name", "ema", "traj"} of the last model trained here
     flow = gr.JSON(visible=False)   # the run the page scrubs (stage.js)
 
     train = train_btn.click(train_click, [toy] + lang, [loss, samples, state], concurrency_limit=2,
