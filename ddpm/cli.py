@@ -68,7 +68,7 @@ def _sample_parser(sub) -> None:
     p.add_argument("--n", type=int, default=16, help="number of samples")
     p.add_argument("--sampler", default="ddim", choices=["ddim", "ddpm"], help="DDIM (fewer steps) or DDPM (all T steps)")
     p.add_argument("--steps", type=int, default=None,
-                   help="DDIM steps (DDPM always takes T); default: the model's own (50, or e.g. 4 for a distilled one)")
+                   help="DDIM steps (DDPM always takes T); default: the model's own (50; 4 for a 4-step distilled one)")
     p.add_argument("--eta", type=float, default=0.0, help="DDIM noise: 0 deterministic, 1 = DDPM-like")
     p.add_argument("--variance", default="fixed_small", choices=["fixed_small", "fixed_large"], help="DDPM variance")
     p.add_argument("--label", default=None, help="class name or index (default: unconditional)")
@@ -78,8 +78,9 @@ def _sample_parser(sub) -> None:
 
 
 def _distill_parser(sub) -> None:
-    p = sub.add_parser("distill", help="progressive distillation (Salimans & Ho 2022): halve the DDIM steps per "
-                       "round; rerun the same command to resume", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = sub.add_parser("distill", help="progressive distillation (Salimans & Ho 2022): halve the DDIM steps "
+                       "per round; rerun the same command to resume",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--teacher", default="fashion-mnist",
                    help="a shipped model name or checkpoint path: the first teacher, sampled as its pipeline does "
                         "(its JSON's guidance interval; a distilled model's built-in guidance)")
@@ -106,7 +107,7 @@ def _distill_parser(sub) -> None:
     p.add_argument("--guidance-scale", type=float, default=3.0,
                    help="the first teacher's classifier-free guidance scale, distilled into the students")
     p.add_argument("--save-every", type=int, default=250, help="checkpoint + sample grid period (steps)")
-    p.add_argument("--num-samples", type=int, default=20, help="images in each sample grid")
+    p.add_argument("--num-samples", type=int, default=40, help="images in each sample grid (a row per class)")
     p.add_argument("--eval-n", type=int, default=500,
                    help="samples for the Fréchet distance / class agreement after each round (0 = none)")
     p.add_argument("--log-every", type=int, default=25, help="print the mean loss every N steps")
