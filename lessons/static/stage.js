@@ -118,15 +118,14 @@
       if (v < lo || v > hi) continue;
       counts[Math.min(bins - 1, Math.floor((v - lo) / width))] += 1; inside += 1;
     }
+    const density = Array.from(counts, (c) => (inside ? c / (inside * width) : 0));
+    const top_d = 1.08 * Math.max(0.45, ...density);                       // N(0, 1) peaks at 0.399
     const left = 36, right = 8, top = 22, bottom = 26, H = h - top - bottom;
     const X = (v) => left + ((v - lo) / (hi - lo)) * (w - left - right);
-    const Y = (d) => top + H - (d / 0.6) * H;
+    const Y = (d) => top + H - (d / top_d) * H;
     ctx.clearRect(0, 0, w, h); ctx.font = FONT;
     ctx.fillStyle = "#6c8ebf";
-    for (let b = 0; b < bins; b++) {
-      const d = inside ? counts[b] / (inside * width) : 0;
-      ctx.fillRect(X(lo + b * width), Y(Math.min(d, 0.6)), X(lo + (b + 1) * width) - X(lo + b * width) - 0.5, Y(0) - Y(Math.min(d, 0.6)));
-    }
+    density.forEach((d, b) => ctx.fillRect(X(lo + b * width), Y(d), X(lo + (b + 1) * width) - X(lo + b * width) - 0.5, Y(0) - Y(d)));
     ctx.strokeStyle = "#000"; ctx.lineWidth = 1.5; ctx.beginPath();
     for (let i = 0; i <= 160; i++) { const v = lo + i * (hi - lo) / 160; const d = Math.exp(-v * v / 2) / Math.sqrt(2 * Math.PI); i ? ctx.lineTo(X(v), Y(d)) : ctx.moveTo(X(v), Y(d)); }
     ctx.stroke();
