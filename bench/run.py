@@ -1,13 +1,15 @@
-"""Benchmarks that print numbers (not tests): python bench/run.py [--quick] [--write]
+"""Benchmarks that print numbers (not tests): python bench/run.py [--quick | --app-only | --browser-only] [--write]
 
 Measures on this machine, in one run: tab handler latency, the reverse sampler against its bare network
-calls and against diffusers' schedulers driving the same network, and the running app (start-up time,
-first streamed frame, concurrency, memory). `--write` replaces the table in bench/RESULTS.md.
+calls and against diffusers' schedulers driving the same network, and the running app (start-up time, the
+forward and posterior stages in Chromium, first streamed frame, concurrency, memory). `--write` replaces the
+table in bench/RESULTS.md (with `--browser-only`, only its browser rows).
 Needs `pip install -r bench/requirements.txt` (diffusers lives there, not in the app's requirements).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import socket
@@ -175,33 +177,147 @@ def _rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def bench_slider_in_browser(url: str, reps: int = 15) -> None:
-    """Time from typing a new t into the Forward tab to the formula showing it, in Chromium."""
+BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                "--disable-sync"]
+
+# Installed in the page once it shows its first x_t. Every time is the page's own performance.now(), so that
+# Playwright's latency (tens of ms per call on this machine) counts nowhere. For each `ddpm:shown` (stage.js
+# sends it after each drawn picture, detail = t): `at`, when the picture was drawn (inside the animation
+# frame), and `painted`, the first task after that frame, i.e. after its style, layout, paint and commit.
+_STAGE_PROBE = """(holder) => {
+  const B = window.__stageBench = {keys: [], shown: [], moves: []};
+  document.addEventListener('keydown', (e) => {
+    if (e.key === 'ArrowRight') B.keys.push({at: performance.now(), queued: performance.now() - e.timeStamp});
+  }, true);
+  document.addEventListener('ddpm:shown', (e) => {          // not bubbling: caught on its way down
+    if (!e.target || e.target.id !== holder) return;
+    const s = {t: Number(e.detail), at: performance.now(), painted: null};
+    B.shown.push(s);
+    const ch = new MessageChannel();
+    ch.port1.onmessage = () => { s.painted = performance.now(); };
+    ch.port2.postMessage(0);
+  }, true);
+}"""
+
+# A drag dispatched inside the page: move k is due at start + k * every ms; the values go there and back
+# between lo and hi, `sweeps` times. Each due move sets the range input's value and fires `input`, as the
+# browser does for a dragged thumb (stage.js and Gradio's slider both listen to it); moves that fall due while
+# the page is busy are dispatched late, one after another, none dropped (the browser would coalesce a real
+# mouse's moves; these are not, the stricter case).
+# Then `change` and `pointerup` end the drag, as a real release does.
+_STAGE_DRAG = """([slider, dur, every, lo, hi, sweeps]) => new Promise((done) => {
+  const r = document.querySelector('#' + slider + ' input[type=range]');
+  const B = window.__stageBench; B.shown.length = 0; B.moves.length = 0;
+  const n = Math.round(dur / every), start = performance.now() + every;
+  let k = 0;
+  const value = (k) => {
+    const ph = (k / (n - 1)) * sweeps * 2 % 2;                 // 0 -> 1 -> 0, `sweeps` times
+    return Math.round(lo + (hi - lo) * (ph <= 1 ? ph : 2 - ph));
+  };
+  const step = () => {
+    while (k < n && performance.now() >= start + k * every) {
+      r.value = String(value(k));
+      r.dispatchEvent(new Event('input', {bubbles: true}));
+      B.moves.push({due: start + k * every, at: performance.now(), v: Number(r.value)});
+      k += 1;
+    }
+    if (k < n) { setTimeout(step, Math.max(0, start + k * every - performance.now())); return; }
+    r.dispatchEvent(new Event('change', {bubbles: true}));
+    r.dispatchEvent(new PointerEvent('pointerup', {bubbles: true}));
+    done();
+  };
+  setTimeout(step, every);
+})"""
+
+
+def _stage_rows(page, tab: str, presses: int, warmup: int, drags: int, drag_s: float, every_ms: int) -> None:
+    """One tab's browser rows: an arrow key's latency, then `drags` drags' pictures per second and lag (medians)."""
+    name, holder, slider = tab.capitalize(), f"{tab}-xt", f"{tab}-t"
+    shown_is = "(() => { const s = window.__stageBench.shown; const l = s[s.length - 1];"
+    # the first picture is on screen: stage.js has its data and the tab is visible
+    page.wait_for_function(f"document.querySelector('#{holder}') && document.querySelector('#{holder}').dataset.t",
+                           timeout=90_000)
+    page.evaluate(_STAGE_PROBE, holder)
+    page.wait_for_timeout(1500)                  # the page's other first-render requests settle
+    page.locator(f"#tab-{tab} input[type=range]").first.focus()      # the t slider: the tab's first range input
+    t = int(page.eval_on_selector(f"#{holder}", "e => e.dataset.t"))
+    lat, drawn, queued = [], [], []
+    for i in range(warmup + presses):
+        t += 1
+        page.keyboard.press("ArrowRight")
+        page.wait_for_function(f"{shown_is} return l && l.t === {t} && l.painted !== null; }})()", timeout=10_000)
+        key, shown = page.evaluate("[window.__stageBench.keys.at(-1), window.__stageBench.shown.at(-1)]")
+        if i >= warmup:
+            lat.append(shown["painted"] - key["at"])
+            drawn.append(shown["at"] - key["at"])
+            queued.append(key["queued"])
+        page.wait_for_timeout(150)               # presses apart, not a held key
+    row(f"{name} tab: ArrowRight on t -> new x_t painted (browser)",
+        f"{np.percentile(lat, 50):.0f} / {np.percentile(lat, 95):.0f} ms (p50 / p95)", "<= 50 ms p50")
+    row("  ... to the picture drawn (before paint); key event queued before its listener",
+        f"{np.percentile(drawn, 50):.0f} / {np.percentile(drawn, 95):.0f} ms; {np.percentile(queued, 50):.0f} ms")
+
+    # the drags; the main thread's CPU time (CDP Performance.getMetrics' ThreadTime) per picture shows what
+    # a picture costs the page whatever else this shared machine is doing at the time
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Performance.enable")
+    runs = []
+    for d in range(drags):
+        page.wait_for_timeout(500)
+        m0 = {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
+        page.evaluate(_STAGE_DRAG, [slider, drag_s * 1000, every_ms, 50 + d, 949 - d, 2])
+        last = page.evaluate("window.__stageBench.moves.at(-1).v")
+        page.wait_for_function(f"{shown_is} return l && l.t === {last} && l.painted !== null; }})()", timeout=60_000)
+        m1 = {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
+        moves, shown = page.evaluate("[window.__stageBench.moves, window.__stageBench.shown]")
+        first, end = moves[0]["due"], moves[-1]["due"]          # the drag as the hand makes it: 2.98 s
+        # move k's value was shown if a picture of it was drawn before the next move came
+        nxt = [m["at"] for m in moves[1:]] + [float("inf")]
+        runs.append(dict(
+            rate=sum(1 for s in shown if first <= s["at"] <= end) / ((end - first) / 1000),
+            seen=sum(1 for m, until in zip(moves, nxt)
+                     if any(s["t"] == m["v"] and m["at"] <= s["at"] < until for s in shown)),
+            moves=len(moves), done=(shown[-1]["painted"] - first) / 1000, late=max(m["at"] - m["due"] for m in moves),
+            cpu=(m1["ThreadTime"] - m0["ThreadTime"]) * 1000 / len(shown),
+            busy=(m1["TaskDuration"] - m0["TaskDuration"]) / ((shown[-1]["painted"] - first) / 1000)))
+    cdp.detach()
+    med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+    rng_of = lambda k, f: f"{f.format(min(r[k] for r in runs))}-{f.format(max(r[k] for r in runs))}"  # noqa: E731
+    row(f"{name} tab: {drag_s:.0f} s drag, a move every {every_ms} ms: pictures shown per second (browser)",
+        f"{med['rate']:.1f}/s ({rng_of('rate', '{:.1f}')}; {med['seen']:.0f} of {runs[0]['moves']} moves' values shown)",
+        ">= 25/s")
+    row("  ... first move -> last move's value on screen (all processed)",
+        f"{med['done']:.2f} s ({rng_of('done', '{:.2f}')}; moves dispatched up to {med['late']:.0f} ms late)", "<= 3.5 s")
+    row("  ... the page's main thread: CPU per picture; busy",
+        f"{med['cpu']:.1f} ms; {med['busy'] * 100:.0f} % of the drag")
+
+
+def bench_stage_in_browser(url: str, presses: int = 30, warmup: int = 5, drags: int = 3, drag_s: float = 3.0,
+                           every_ms: int = 20) -> None:
+    """The forward and posterior stages in Chromium: t moves in the page (lessons/static/stage.js), so these time
+    the page alone, from the input event to the new x_t painted. Playwright presses the keys (one call per press,
+    timed inside the page); the drag's moves are dispatched by the page itself, since one page.mouse.move takes
+    10-120 ms here, too slow and irregular for a move every 20 ms."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        row("Forward tab: t changed -> new image and formula (browser)", "playwright not installed")
+        row("Forward tab: ArrowRight on t -> new x_t painted (browser)", "playwright not installed")
         return
-    args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync"]
+    row("1-minute load average as the browser rows start (browser)",
+        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", "an idle machine")
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path="/usr/bin/chromium", args=args)
-        page = b.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(url)
-        page.wait_for_function("document.querySelector('#forward-formula') && "
-                               "document.querySelector('#forward-formula').innerText.includes('0.')", timeout=60_000)
-        page.wait_for_timeout(2000)
-        box = page.get_by_label("number input for Timestep t").first
-        times = []
-        for t in np.random.default_rng(2).integers(100, 999, reps):
-            t0 = time.perf_counter()
-            box.fill(str(t))
-            box.press("Enter")
-            page.wait_for_function(f"document.querySelector('#forward-formula').innerText.includes('{t}')")
-            times.append(time.perf_counter() - t0)
-        b.close()
-    row("Forward tab: t changed -> formula and images updated (browser)",
-        f"{pct(times, 50):.0f} / {pct(times, 95):.0f} ms (p50 / p95)", "instant while dragging")
+        b = p.chromium.launch(executable_path="/usr/bin/chromium", args=BROWSER_ARGS)
+        try:
+            for tab in ("forward", "posterior"):
+                page = b.new_page(viewport={"width": 1400, "height": 1000})
+                page.goto(f"{url}?tab={tab}")
+                try:
+                    _stage_rows(page, tab, presses, warmup, drags, drag_s, every_ms)
+                except Exception as e:                                   # a timeout: say so, go on
+                    row(f"{tab.capitalize()} tab: browser rows", f"failed: {type(e).__name__}: {str(e)[:80]}")
+                page.close()
+        finally:
+            b.close()
 
 
 def _sample_via(client) -> tuple[float | None, float]:
@@ -225,8 +341,9 @@ def _sample_in_process() -> float:
     return time.perf_counter() - t0
 
 
-def bench_app(users: int, generations: int) -> None:
-    from gradio_client import Client
+@contextlib.contextmanager
+def running_app():
+    """`python app.py` on a free port, as a user starts it -> (url, process, seconds until the page was served)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -236,70 +353,103 @@ def bench_app(users: int, generations: int) -> None:
                             stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/"
     import urllib.request
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=2).read()
-            break
-        except OSError:
-            if time.perf_counter() - t0 > 180:
-                raise RuntimeError("app did not start")
-            time.sleep(0.2)
-    row("python app.py -> page served", f"{time.perf_counter() - t0:.1f} s", "< 15 s")
-    row("server resident memory after start", f"{_rss_mb(proc.pid):.0f} MB", "< 1 GB")
     try:
-        bench_slider_in_browser(url)
-        # download_files=False: a browser user's machine is not the server's, but a gradio_client that
-        # downloads every streamed x_t / x0 PNG spends a third of a core of *this* 2-core machine doing so
-        c = Client(url, verbose=False, download_files=False)
-        first, total = _sample_via(c)
-        _, total_dl = _sample_via(Client(url, verbose=False))
-        in_process = _sample_in_process()
-        row("/sample DDIM-50, 16 images: first streamed frame", f"{first:.2f} s" if first else "n/a", "< 0.5 s")
-        row("/sample DDIM-50, 16 images: end to end (gradio_client)", f"{total:.2f} s")
-        row("  ... / the same handler run in this process, server idle", f"{total / in_process:.2f}x ({in_process:.2f} s)")
-        row("  ... with a client that downloads every streamed frame", f"{total_dl:.2f} s")
-        # concurrent users, each with its own client
-        lat: list[float] = [0.0] * users
-
-        def one(i: int) -> None:
-            ci = Client(url, verbose=False, download_files=False)
-            s = time.perf_counter()
-            ci.submit("any", "ddim", 50, 0.0, 3.0, i, 4, api_name="/sample").result()
-            lat[i] = time.perf_counter() - s
-        t0 = time.perf_counter()
-        threads = [threading.Thread(target=one, args=(i,)) for i in range(users)]
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join()
-        row(f"{users} users at once, DDIM-50 x 4 images each: total", f"{time.perf_counter() - t0:.1f} s")
-        row("  ... each user's latency (min / median / max)",
-            f"{min(lat):.1f} / {statistics.median(lat):.1f} / {max(lat):.1f} s")
-        mem = []
-        for k in range(generations):
-            c.submit("any", "ddim", 20, 0.0, 3.0, k, 16, api_name="/sample").result()
-            if k + 1 in (10, generations):
-                mem.append(_rss_mb(proc.pid))
-        row(f"server memory after 10 / {generations} generations", f"{mem[0]:.0f} / {mem[-1]:.0f} MB",
-            "< 1 GB, no growth")
+        while True:
+            try:
+                urllib.request.urlopen(url, timeout=2).read()
+                break
+            except OSError:
+                if time.perf_counter() - t0 > 180 or proc.poll() is not None:
+                    raise RuntimeError("app did not start")
+                time.sleep(0.2)
+        yield url, proc, time.perf_counter() - t0
     finally:
         proc.terminate()
         proc.wait(10)
 
 
-def write_results(path: Path) -> None:
-    """Replace the table between the markers in RESULTS.md; the notes written around it stay."""
+def bench_app(users: int, generations: int) -> None:
+    with running_app() as (url, proc, started):
+        row("python app.py -> page served", f"{started:.1f} s", "< 15 s")
+        row("server resident memory after start", f"{_rss_mb(proc.pid):.0f} MB", "< 1 GB")
+        _app_rows(url, proc, users, generations)
+
+
+def _app_rows(url: str, proc, users: int, generations: int) -> None:
+    """The running app's rows after start-up: the stages in a browser, streaming, concurrent users, memory."""
+    from gradio_client import Client
+    bench_stage_in_browser(url)
+    # download_files=False: a browser user's machine is not the server's, but a gradio_client that
+    # downloads every streamed x_t / x0 PNG spends a third of a core of *this* 2-core machine doing so
+    c = Client(url, verbose=False, download_files=False)
+    first, total = _sample_via(c)
+    _, total_dl = _sample_via(Client(url, verbose=False))
+    in_process = _sample_in_process()
+    row("/sample DDIM-50, 16 images: first streamed frame", f"{first:.2f} s" if first else "n/a", "< 0.5 s")
+    row("/sample DDIM-50, 16 images: end to end (gradio_client)", f"{total:.2f} s")
+    row("  ... / the same handler run in this process, server idle", f"{total / in_process:.2f}x ({in_process:.2f} s)")
+    row("  ... with a client that downloads every streamed frame", f"{total_dl:.2f} s")
+    # concurrent users, each with its own client
+    lat: list[float] = [0.0] * users
+
+    def one(i: int) -> None:
+        ci = Client(url, verbose=False, download_files=False)
+        s = time.perf_counter()
+        ci.submit("any", "ddim", 50, 0.0, 3.0, i, 4, api_name="/sample").result()
+        lat[i] = time.perf_counter() - s
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(users)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    row(f"{users} users at once, DDIM-50 x 4 images each: total", f"{time.perf_counter() - t0:.1f} s")
+    row("  ... each user's latency (min / median / max)",
+        f"{min(lat):.1f} / {statistics.median(lat):.1f} / {max(lat):.1f} s")
+    mem = []
+    for k in range(generations):
+        c.submit("any", "ddim", 20, 0.0, 3.0, k, 16, api_name="/sample").result()
+        if k + 1 in (10, generations):
+            mem.append(_rss_mb(proc.pid))
+    row(f"server memory after 10 / {generations} generations", f"{mem[0]:.0f} / {mem[-1]:.0f} MB",
+        "< 1 GB, no growth")
+
+
+def write_results(path: Path, browser_only: bool = False) -> None:
+    """Replace the table between the markers in RESULTS.md; the notes written around it stay. With
+    `browser_only`, only the table's browser rows (those whose label says "(browser)") are replaced, where the
+    first of them stood, and the table's first line says when they were measured."""
     start, end = "<!-- table -->", "<!-- /table -->"
-    cpu = f"{torch.backends.cpu.get_cpu_capability()}{', native bfloat16' if cpu_has_native_bf16() else ', no native bfloat16'}"
-    table = (f"Measured {time.strftime('%Y-%m-%d')} on {platform.machine()} ({cpu}), {os.cpu_count()} CPU cores, "
-             f"torch {torch.__version__} ({torch.get_num_threads()} threads), `python bench/run.py`.\n\n"
-             "| measurement | value | aim |\n|---|---|---|\n"
-             + "\n".join(f"| {a} | {b} | {c} |" for a, b, c in ROWS) + "\n")
     text = path.read_text() if path.exists() else f"# Benchmark results\n\n{start}\n{end}\n"
     if start not in text:
         text += f"\n{start}\n{end}\n"
     head, rest = text.split(start, 1)
-    path.write_text(f"{head}{start}\n{table}{end}{rest.split(end, 1)[1]}")
+    old, tail = rest.split(end, 1)
+    lines = [f"| {a} | {b} | {c} |" for a, b, c in ROWS]
+    if browser_only:
+        old_lines = old.strip("\n").split("\n")
+        # a browser row and the "  ..." rows under it
+        keep, at, in_browser = [], None, False
+        for line in old_lines:
+            label = line.split("|")[1] if line.startswith("| ") else ""
+            if "(browser)" in label:
+                in_browser, at = True, len(keep) if at is None else at
+            elif not label.startswith("   ..."):
+                in_browser = False
+            if not in_browser:
+                keep.append(line)
+        at = len(keep) if at is None else at
+        keep[at:at] = lines
+        note = (f" The browser rows: {time.strftime('%Y-%m-%d')}, `python bench/run.py --browser-only` "
+                f"(1-minute load average {os.getloadavg()[0]:.1f} at the end).")
+        keep[0] = keep[0].split(" The browser rows:")[0] + note
+        path.write_text(f"{head}{start}\n" + "\n".join(keep) + f"\n{end}{tail}")
+        return
+    cpu = f"{torch.backends.cpu.get_cpu_capability()}{', native bfloat16' if cpu_has_native_bf16() else ', no native bfloat16'}"
+    table = (f"Measured {time.strftime('%Y-%m-%d')} on {platform.machine()} ({cpu}), {os.cpu_count()} CPU cores, "
+             f"torch {torch.__version__} ({torch.get_num_threads()} threads), `python bench/run.py`.\n\n"
+             "| measurement | value | aim |\n|---|---|---|\n" + "\n".join(lines) + "\n")
+    path.write_text(f"{head}{start}\n{table}{end}{tail}")
 
 
 def main() -> None:
@@ -307,17 +457,24 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer repetitions, no DDPM-1000, no app")
     ap.add_argument("--write", action="store_true", help="write the table to bench/RESULTS.md")
     ap.add_argument("--app-only", action="store_true", help="only the running-app rows (start-up, streaming, users)")
+    ap.add_argument("--browser-only", action="store_true",
+                    help="only the browser rows (the forward and posterior stages in Chromium; starts the app itself); "
+                         "with --write, only those rows of the table are replaced")
     ap.add_argument("--no-ddpm", action="store_true", help="everything but DDPM-1000 (slow on a CPU)")
     a = ap.parse_args()
     print(f"{'measurement':<58} {'value':<28} aim")
-    if not a.app_only:
-        bench_handlers(10 if a.quick else 50)
-        bench_sampler(16, run_ddpm=not (a.quick or a.no_ddpm))
-        bench_guidance_passes(16)
-    if not a.quick:
-        bench_app(users=8, generations=20)
+    if a.browser_only:
+        with running_app() as (url, _, _):
+            bench_stage_in_browser(url)
+    else:
+        if not a.app_only:
+            bench_handlers(10 if a.quick else 50)
+            bench_sampler(16, run_ddpm=not (a.quick or a.no_ddpm))
+            bench_guidance_passes(16)
+        if not a.quick:
+            bench_app(users=8, generations=20)
     if a.write:
-        write_results(ROOT / "bench" / "RESULTS.md")
+        write_results(ROOT / "bench" / "RESULTS.md", browser_only=a.browser_only)
 
 
 if __name__ == "__main__":
