@@ -51,9 +51,30 @@
   }
 
   // ---- charts (plain canvas: a Plotly redraw per tick blocks the page for ~100 ms) ----------------------
+  // Element sizes, kept by a ResizeObserver so that drawing never forces a layout (reading clientWidth or
+  // offsetParent after the page changed costs a layout per picture). A size of zero means the element's tab is
+  // hidden; `whenShown` runs a callback once it gets a size again (the tab was opened).
+  const sizes = new WeakMap(), callbacks = new WeakMap();
+  const observer = new ResizeObserver((entries) => {
+    for (const e of entries) {
+      const was = sizes.get(e.target), r = e.contentRect;
+      sizes.set(e.target, { w: r.width, h: r.height });
+      if (r.width > 0 && !(was && was.w > 0) && callbacks.has(e.target)) callbacks.get(e.target)();
+    }
+  });
+  function shownSize(el, whenShown) {                 // the element's {w, h}, or null while its tab is hidden
+    if (!callbacks.has(el)) {
+      callbacks.set(el, whenShown); observer.observe(el);
+      sizes.set(el, { w: el.clientWidth, h: el.clientHeight });   // once, until the observer reports
+    }
+    const sz = sizes.get(el);
+    return sz && sz.w > 0 ? sz : null;
+  }
   function sized(canvas) {                             // match the canvas to its CSS box, sharp on HiDPI screens
     const r = window.devicePixelRatio || 1;
-    const w = Math.max(200, canvas.clientWidth), h = Math.max(120, canvas.clientHeight);
+    const box = sizes.get(canvas) || { w: canvas.clientWidth, h: canvas.clientHeight };
+    if (!sizes.has(canvas)) { sizes.set(canvas, box); observer.observe(canvas); }
+    const w = Math.max(200, box.w), h = Math.max(120, box.h);
     if (canvas.width !== Math.round(w * r)) { canvas.width = Math.round(w * r); canvas.height = Math.round(h * r); }
     const ctx = canvas.getContext("2d");
     ctx.setTransform(r, 0, 0, r, 0, 0);
@@ -147,15 +168,26 @@
       }
     }, true);
   }
+  // At most one picture per animation frame, for the latest value asked for. `draw(v, again)` returns false when
+  // its tab is not rendered yet (it is then tried again every 200 ms) and "hidden" when the tab is rendered but
+  // hidden (`again` redraws once the tab is opened).
+  function scheduler(sliderId, draw) {
+    let raf = 0, wait = 0, want = 0;
+    const again = () => show(want);
+    function run() {
+      raf = 0;
+      if (draw(want, again) === false && !wait) wait = setTimeout(() => { wait = 0; show(want); }, 200);
+    }
+    function show(v) { want = Number(v); if (!raf) raf = requestAnimationFrame(run); }
+    follow(sliderId, show);
+    return show;
+  }
   function byId(id) { return document.getElementById(id); }
   function setText(id, s) { const el = byId(id); if (el && el.textContent !== s) el.textContent = s; }
 
   // ---- tab 1 · forward: x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps --------------------------------------
   D.forward = (function () {
-    let st = null, shown = -1, raf = 0, want = 0, wait = 0;
-    function later() {                                   // its tab is hidden (or not rendered yet): try again soon
-      if (!wait) wait = setTimeout(() => { wait = 0; show(want); }, 200);
-    }
+    let st = null, shown = -1;
     function load(p) {
       if (!p || !p.x0) return;
       st = { x0: tensor(p.x0), eps: tensor(p.eps), tab: tables(p.tables), T: p.T, labels: p.labels, holder: null };
@@ -171,13 +203,13 @@
       paint(byId("forward-eps-canvas"), st.eps, st.eps.data.map((v) => v / 3));   // eps / 3: the noise in [-1, 1]
       st.holder = holder;
     }
-    function draw() {
-      raf = 0;
-      if (!st) return;
+    function draw(want, again) {
+      if (!st) return true;
       const t = Math.min(st.T - 1, Math.max(0, Math.round(want)));
       if (t === shown && st.holder && st.holder.isConnected) return;
       const holder = byId("forward-xt");
-      if (!holder || !holder.isConnected || holder.offsetParent === null) { later(); return; }   // tab not shown yet
+      if (!holder) return false;                                              // its tab is not rendered yet
+      if (!shownSize(holder, again)) return "hidden";
       if (holder !== st.holder) mount(holder);
       const a = st.tab.sqrt_alphas_cumprod[t], b = st.tab.sqrt_one_minus_alphas_cumprod[t];
       const x0 = st.x0.data, eps = st.eps.data, xt = st.xt;
@@ -199,20 +231,13 @@
       shown = t;
       holder.dispatchEvent(new CustomEvent("ddpm:shown", { detail: t }));
     }
-    function show(t) {                                  // at most one picture per animation frame
-      want = Number(t);
-      if (!raf) raf = requestAnimationFrame(draw);
-    }
-    follow("forward-t", show);
+    const show = scheduler("forward-t", draw);
     return { load, show, get t() { return shown; } };
   })();
 
   // ---- tab 2 · posterior: mu-tilde = coef1_t x_0 + coef2_t x_t, a draw mu-tilde + sqrt(beta-tilde_t) z -------
   D.posterior = (function () {
-    let st = null, shown = -1, raf = 0, want = 0, wait = 0;
-    function later() {                                   // its tab is hidden (or not rendered yet): try again soon
-      if (!wait) wait = setTimeout(() => { wait = 0; show(want); }, 200);
-    }
+    let st = null, shown = -1;
     function load(p) {
       if (!p || !p.x0) return;
       st = { x0: tensor(p.x0), eps: tensor(p.eps), z: tensor(p.z), tab: tables(p.tables), T: p.T, labels: p.labels,
@@ -229,13 +254,13 @@
       paint(byId("posterior-x0-canvas"), st.x0, st.x0.data);
       st.holder = holder;
     }
-    function draw() {
-      raf = 0;
-      if (!st) return;
+    function draw(want, again) {
+      if (!st) return true;
       const t = Math.min(st.T - 1, Math.max(0, Math.round(want)));
       if (t === shown && st.holder && st.holder.isConnected) return;
       const holder = byId("posterior-xt");
-      if (!holder || !holder.isConnected || holder.offsetParent === null) { later(); return; }
+      if (!holder) return false;
+      if (!shownSize(holder, again)) return "hidden";
       if (holder !== st.holder) mount(holder);
       const T = st.tab, a = T.sqrt_alphas_cumprod[t], b = T.sqrt_one_minus_alphas_cumprod[t];
       const c1 = T.posterior_mean_coef1[t], c2 = T.posterior_mean_coef2[t], sd = Math.sqrt(T.posterior_variance[t]);
@@ -262,17 +287,13 @@
       shown = t;
       holder.dispatchEvent(new CustomEvent("ddpm:shown", { detail: t }));
     }
-    function show(t) { want = Number(t); if (!raf) raf = requestAnimationFrame(draw); }
-    follow("posterior-t", show);
+    const show = scheduler("posterior-t", draw);
     return { load, show, get t() { return shown; } };
   })();
 
   // ---- tab 4 · training: the points of a reverse run, step by step (the run itself was made by the server) --
   D.flow = (function () {
-    let st = null, shown = -1, raf = 0, want = 0, wait = 0;
-    function later() {                                   // its tab is hidden (or not rendered yet): try again soon
-      if (!wait) wait = setTimeout(() => { wait = 0; show(want); }, 200);
-    }
+    let st = null, shown = -1;
     function load(p) {
       if (!p || !p.traj) return;
       st = { flat: decode(p.traj, Float32Array), steps: p.steps, n: p.n, hue: p.hue,  // traj: (steps + 1, n, 2)
@@ -280,12 +301,12 @@
       shown = -1;
       show(p.step == null ? st.steps : p.step);
     }
-    function draw() {
-      raf = 0;
-      if (!st) return;
+    function draw(want, again) {
+      if (!st) return true;
       const k = Math.min(st.steps, Math.max(0, Math.round(want)));
       const canvas = byId("flow-canvas");
-      if (!canvas || canvas.offsetParent === null) { later(); return; }
+      if (!canvas) return false;
+      if (!shownSize(canvas, again)) return "hidden";
       if (k === shown && canvas === st.canvas) return;
       st.canvas = canvas;
       const { ctx, w, h } = sized(canvas);
@@ -305,8 +326,7 @@
       canvas.dataset.step = String(k);
       shown = k;
     }
-    function show(k) { want = Number(k); if (!raf) raf = requestAnimationFrame(draw); }
-    follow("flow-step", show);
+    const show = scheduler("flow-step", draw);
     return { load, show, get step() { return shown; } };
   })();
 })();

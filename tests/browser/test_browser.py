@@ -131,12 +131,14 @@ def test_the_page_draws_q_sample(page, app_url, schedule):
             box = page.locator("#forward-t input[type=number]").first
             box.fill(str(t))
             box.press("Enter")
+        # this t, and this schedule's coefficient (the deep link's schedule and image may arrive after its t)
         _wait_t(page, "#forward-xt", t)
+        page.wait_for_function(f"document.querySelector('#forward-eq-a')?.innerText === '{fmt(s.sqrt_alphas_cumprod[t])}'"
+                               f" && document.querySelector('#forward-xt canvas').width === {x0.shape[-1]}",
+                               timeout=30_000)
         got = _canvas(page, "#forward-xt canvas").astype(int)
         want = _picture(q_sample(s, x0, t, eps)).astype(int)
         assert got.shape == want.shape and np.abs(got - want).max() <= 1, (schedule, how, t)
-        a = s.sqrt_alphas_cumprod[t].item()
-        assert page.locator("#forward-eq-a").inner_text() == fmt(a)         # the formula's numbers follow t too
 
 
 def test_the_page_draws_the_posterior(page, app_url):
@@ -151,6 +153,8 @@ def test_the_page_draws_the_posterior(page, app_url):
             box.fill(str(t))
             box.press("Enter")
         _wait_t(page, "#posterior-xt", t)
+        page.wait_for_function("document.querySelector('#posterior-eq-c1')?.innerText === "
+                               f"'{fmt(s.posterior_mean_coef1[t])}'", timeout=30_000)
         x_t = q_sample(s, x0, t, noise_like(x0))
         mean, var, _ = q_posterior(s, x0, x_t, t)
         z = torch.randn(x0.shape, generator=torch.Generator().manual_seed(1))
@@ -158,7 +162,6 @@ def test_the_page_draws_the_posterior(page, app_url):
                           ("#posterior-draw-canvas", mean + var.sqrt() * z)):
             got = _canvas(page, sel).astype(int)
             assert np.abs(got - _picture(want).astype(int)).max() <= 1, (sel, t)
-        assert page.locator("#posterior-eq-c1").inner_text() == fmt(s.posterior_mean_coef1[t])
 
 
 def test_chinese_and_a_streamed_generation(page, app_url):
