@@ -202,6 +202,12 @@ class DistillTrainer(Trainer):
         return {**super().config(), "sampling": self.sampling, "progressive": self.progressive}
 
 
+def _finished(folder: Path, steps: int) -> bool:
+    """Whether the round in `folder` has its final checkpoint (step == its number of steps)."""
+    last = newest_checkpoint(folder)
+    return last is not None and json.loads(Path(str(last) + ".json").read_text()).get("step") == steps
+
+
 def newest_checkpoint(folder: Path) -> Path | None:
     found = sorted(folder.glob("model-*.json"))
     return found[-1].with_suffix("") if found else None
@@ -246,8 +252,16 @@ def distill(teacher: str, results_folder: str | Path, *, steps_from: int = 64, s
     cfg = t_diff.config
     dataset = resolve_dataset(data, cfg["image_size"], cfg["channels"])
     history, done_here = [], 0
+    # the latest finished round makes the earlier ones unnecessary (its EMA is the next teacher), so a packed
+    # state needs only that round's final checkpoint and the current round's newest one
+    start = max([r for r in range(len(rounds)) if _finished(folder / f"round-{r}-{rounds[r][1]}-steps", steps[r])],
+                default=-1)
     for r, (n_t, n_s) in enumerate(rounds):
         rdir = folder / f"round-{r}-{n_s}-steps"
+        if r < start:
+            continue
+        if r == start:                                  # its checkpoint carries the history of the rounds before it
+            history = json.loads(Path(str(newest_checkpoint(rdir)) + ".json").read_text())["progressive"]["history"]
         student = copy.deepcopy(teach.model).train().requires_grad_(True)    # initialised from the teacher
         diff = ProgressiveDistillation(student, teach, n_t, n_s, timesteps=cfg["timesteps"],
                                        beta_schedule=cfg["beta_schedule"], beta_start=cfg["beta_start"],

@@ -187,6 +187,29 @@ def test_killed_and_resumed_run_is_bit_identical(tmp_path):
     assert ca["sampling"]["steps"] == 2 and ca["sampling"]["guidance"] == "distilled"
 
 
+def test_resumes_from_a_packed_state(tmp_path):
+    """What gets packed between sessions: only the latest finished round's final checkpoint and the current
+    round's newest one. Earlier rounds are not redone, and the result is the uninterrupted run's."""
+    import shutil
+    teacher = save_teacher(tmp_path / "teacher")
+    kw = dict(steps_from=8, steps_to=2, steps_per_round=4, data=four_images(), batch_size=8, lr=2e-3,
+              warmup_steps=2, save_every=2, num_samples=4, eval_n=0, log=lambda m: None)
+    straight = distill(str(teacher), tmp_path / "a", **kw)
+    assert distill(str(teacher), tmp_path / "b", max_steps=10, **kw) is None      # round 2 at step 2 of 4
+    packed = tmp_path / "packed"
+    for r, step in (("round-1-4-steps", 4), ("round-2-2-steps", 2)):
+        (packed / r).mkdir(parents=True)
+        for ext in (".json", ".safetensors"):
+            shutil.copy(tmp_path / "b" / r / f"model-{step:07d}{ext}", packed / r)
+    logs = []
+    resumed = distill(str(teacher), packed, **{**kw, "log": logs.append})
+    assert not (packed / "round-0-8-steps").exists() and any("round 2: resumed at step 2" in m for m in logs)
+    fa, _ = load_checkpoint(straight)
+    fb, cb = load_checkpoint(resumed)
+    assert all(torch.equal(fa[k], fb[k]) for k in fa)
+    assert [h["round"] for h in json.loads((packed / "history.json").read_text())] == [0, 1, 2]
+
+
 # ---- the shipped form samples with its own defaults -------------------------------------------------
 def test_distilled_model_loads_with_its_defaults(tmp_path):
     from ddpm.pretrained import load_pretrained
