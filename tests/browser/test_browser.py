@@ -108,7 +108,7 @@ def _picture(x: torch.Tensor) -> np.ndarray:
 
 
 def _wait_t(page, holder: str, t: int) -> None:
-    page.wait_for_function(f"document.querySelector('{holder}')?.dataset.t === '{t}'", timeout=30_000)
+    page.wait_for_function(f"document.querySelector('{holder}')?.dataset.t === '{t}'", timeout=60_000)
 
 
 @pytest.mark.parametrize("schedule", list(SCHEDULES))
@@ -135,7 +135,7 @@ def test_the_page_draws_q_sample(page, app_url, schedule):
         _wait_t(page, "#forward-xt", t)
         page.wait_for_function(f"document.querySelector('#forward-eq-a')?.innerText === '{fmt(s.sqrt_alphas_cumprod[t])}'"
                                f" && document.querySelector('#forward-xt canvas').width === {x0.shape[-1]}",
-                               timeout=30_000)
+                               timeout=60_000)
         got = _canvas(page, "#forward-xt canvas").astype(int)
         want = _picture(q_sample(s, x0, t, eps)).astype(int)
         assert got.shape == want.shape and np.abs(got - want).max() <= 1, (schedule, how, t)
