@@ -4,6 +4,8 @@ Every formula lives in exactly one function, named as in the paper; the app and 
 """
 from .checkpoint import load_diffusion
 from .diffusion import GaussianDiffusion
+from .distances import energy_distance, sliced_wasserstein
+from .flow import FlowMatching, FlowPipeline, euler_step
 from .forward import q_mean_variance, q_sample
 from .posterior import predict_eps, predict_x0, q_posterior
 from .pretrained import Pipeline, load_pretrained
@@ -17,4 +19,5 @@ from .vlb import vlb_terms
 __all__ = ["make_schedule", "Schedule", "SCHEDULES", "sampling_timesteps", "q_sample", "q_mean_variance",
            "q_posterior", "predict_x0", "predict_eps", "ddpm_step", "ddim_step", "Frame", "guided", "sample_loop",
            "GaussianDiffusion", "Trainer", "UNet", "ToyMLP", "make_toy", "TOYS", "load_diffusion",
-           "load_pretrained", "Pipeline", "vlb_terms"]
+           "load_pretrained", "Pipeline", "vlb_terms", "FlowMatching", "FlowPipeline", "euler_step",
+           "energy_distance", "sliced_wasserstein"]

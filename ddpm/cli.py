@@ -35,8 +35,11 @@ def _train_parser(sub) -> None:
                         "sigmoid_abar: Jabri et al.)")
     p.add_argument("--beta-start", type=float, default=1e-4, help="beta_1 (not used by cosine and sigmoid_abar)")
     p.add_argument("--beta-end", type=float, default=0.02, help="beta_T (not used by cosine and sigmoid_abar)")
-    p.add_argument("--objective", default="pred_noise", choices=["pred_noise", "pred_x0", "pred_v"],
-                   help="what the network predicts")
+    p.add_argument("--objective", default="pred_noise", choices=["pred_noise", "pred_x0", "pred_v", "flow"],
+                   help="what the network predicts; flow: flow matching / rectified flow on the straight path "
+                        "x_t = (1-t) x_0 + t eps, velocity eps - x_0, t in [0, 1] fed to the network as t*1000, "
+                        "sampled with Euler steps (ddpm/flow.py; toy data only; --timesteps and the beta options "
+                        "are unused, --sampling-timesteps is the Euler steps of the progress samples)")
     p.add_argument("--min-snr-gamma", type=float, default=None, help="min-SNR loss weighting (e.g. 5); off if unset")
     p.add_argument("--teacher", default=None,
                    help="distil: a shipped model name or checkpoint whose predictions are the targets; its "
@@ -66,7 +69,8 @@ def _sample_parser(sub) -> None:
                    help="a shipped model name (see assets/models) or a checkpoint path without extension")
     p.add_argument("--out", default="samples.png", help="PNG grid to write (toys: a scatter plot PNG)")
     p.add_argument("--n", type=int, default=16, help="number of samples")
-    p.add_argument("--sampler", default="ddim", choices=["ddim", "ddpm"], help="DDIM (fewer steps) or DDPM (all T steps)")
+    p.add_argument("--sampler", default="ddim", choices=["ddim", "ddpm", "euler"],
+                   help="DDIM (fewer steps) or DDPM (all T steps); a flow model (e.g. two-moons-flow) always uses Euler")
     p.add_argument("--steps", type=int, default=None,
                    help="DDIM steps (DDPM always takes T); default: the model's own (50; 4 for a 4-step distilled one)")
     p.add_argument("--eta", type=float, default=0.0, help="DDIM noise: 0 deterministic, 1 = DDPM-like")
@@ -137,7 +141,13 @@ def cmd_train(a: argparse.Namespace) -> None:
     from .unet import UNet
     if a.threads:
         torch.set_num_threads(a.threads)
-    if a.data.startswith("toy:"):
+    if a.objective == "flow" and not a.data.startswith("toy:"):
+        sys.exit("--objective flow is implemented for the 2-D toys (--data toy:NAME)")
+    if a.data.startswith("toy:") and a.objective == "flow":                # flow matching (ddpm/flow.py)
+        from .flow import FlowMatching
+        data, model = toy_dataset(a.data[4:]), ToyMLP(hidden=a.channels)
+        diff = FlowMatching(model, data_shape=(2,), sampling_steps=a.sampling_timesteps or 50)
+    elif a.data.startswith("toy:"):
         data, model = toy_dataset(a.data[4:]), ToyMLP(hidden=a.channels)
         diff = GaussianDiffusion(model, timesteps=a.timesteps, sampling_timesteps=a.sampling_timesteps,
                                  beta_schedule=a.beta_schedule, beta_start=a.beta_start, beta_end=a.beta_end,
@@ -181,12 +191,19 @@ def cmd_train(a: argparse.Namespace) -> None:
 
 def cmd_sample(a: argparse.Namespace) -> None:
     from .pretrained import load_pretrained
+    from .flow import FlowPipeline
     pipe = load_pretrained(a.model, device=a.device)
+    flow = isinstance(pipe, FlowPipeline)                                  # a flow model: Euler steps only
+    if a.sampler == "euler" and not flow:
+        sys.exit(f"--sampler euler needs a flow-matching model (e.g. two-moons-flow), not {a.model}")
     labels = None
     if a.label is not None:
         labels = [int(a.label) if a.label.isdigit() else a.label] * a.n
-    out = pipe.sample(n=a.n, sampler=a.sampler, steps=a.steps, eta=a.eta, variance=a.variance,
-                      guidance_scale=a.guidance_scale, labels=labels, seed=a.seed)
+    if flow:
+        out = pipe.sample(n=a.n, steps=a.steps, seed=a.seed)
+    else:
+        out = pipe.sample(n=a.n, sampler=a.sampler, steps=a.steps, eta=a.eta, variance=a.variance,
+                          guidance_scale=a.guidance_scale, labels=labels, seed=a.seed)
     if out.dim() == 4:
         from .images import save_grid
         save_grid(a.out, out, nrow=min(8, a.n), scale=2)

@@ -15,6 +15,7 @@ from typing import Iterator, Sequence
 import torch
 
 from .checkpoint import load_diffusion
+from .flow import FlowPipeline, is_flow_config, load_flow_pipeline
 from .forward import q_sample
 from .samplers import SAMPLERS, VARIANCES, Frame, guided, sample_loop, timesteps_for
 from .toy import TOYS
@@ -219,8 +220,9 @@ def model_stem(name: str | Path) -> Path:
 
 
 def load_pretrained(name: str = "fashion-mnist", device: str | torch.device | None = None,
-                    precision: str = "float32") -> Pipeline:
+                    precision: str = "float32") -> Pipeline | FlowPipeline:
     """Load a shipped model by name from assets/models (never the network). Cached per device.
+    A flow-matching model (e.g. "two-moons-flow") comes back as a FlowPipeline: same sample / progressive.
 
     precision: "float32" (exact), "bfloat16" (the network under autocast: ~1.7x faster on CPUs
     with AVX-512 BF16, same images to the eye) or "auto" (bfloat16 only on such CPUs).
@@ -234,9 +236,12 @@ def load_pretrained(name: str = "fashion-mnist", device: str | torch.device | No
     if key in _CACHE:
         return dataclasses.replace(_CACHE[key], precision=precision)   # shares the weights
     stem = model_stem(name)
+    config = json.loads(Path(str(stem) + ".json").read_text())
+    if is_flow_config(config):                  # a flow-matching model (ddpm/flow.py): Euler steps, its own pipeline
+        _CACHE[key] = load_flow_pipeline(name, stem, device)
+        return dataclasses.replace(_CACHE[key], precision=precision)
     diffusion = load_diffusion(stem, use_ema=True, device=device)
     model = diffusion.model.eval().requires_grad_(False)
-    config = json.loads(Path(str(stem) + ".json").read_text())
     sampling = config.get("sampling", {})
     interval = sampling.get("guidance_interval")
     distilled = sampling.get("guidance_scale", 1.0) if sampling.get("guidance") == "distilled" else None
@@ -249,4 +254,4 @@ def load_pretrained(name: str = "fashion-mnist", device: str | torch.device | No
     return dataclasses.replace(pipe, precision=precision)
 
 
-__all__ = ["load_pretrained", "model_stem", "Pipeline", "available", "IMAGE_MODELS", "TOYS"]
+__all__ = ["load_pretrained", "model_stem", "Pipeline", "FlowPipeline", "available", "IMAGE_MODELS", "TOYS"]
