@@ -281,7 +281,7 @@
       setText("posterior-eq-bt", fmt(bt)); setText("posterior-eq-beta", fmt(beta)); setText("posterior-eq-ratio", fmt(bt / beta));
       const L = st.labels;
       drawPanels(byId("posterior-var"), [
-        { title: L.variance_title, series: [{ name: L.beta_large, y: T.log10_betas, color: COLORS[0] },
+        { title: "", series: [{ name: L.beta_large, y: T.log10_betas, color: COLORS[0] },
                                             { name: L.beta_small, y: T.log10_posterior_variance, color: COLORS[1] }] },
       ], st.T, t, L.timestep);
       shown = t;

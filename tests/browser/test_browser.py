@@ -80,7 +80,7 @@ def test_stage_leads_every_tab_and_every_tab_is_reachable(browser, app_url, lang
         assert lesson["top"] > slider["bottom"]                               # below the stage
     assert page.title().count("DDPM") == 1 and page.locator("h1").count() == 1   # the title once
     page.screenshot(path=str(SHOTS / f"forward-{size}-{lang}.png"))
-    for name, first in ((TABS[lang][1], "#posterior-xt"), (TABS[lang][2], "#reverse-generate")):
+    for name, first in ((TABS[lang][1], "#tab-posterior input[type=range]"), (TABS[lang][2], "#reverse-generate")):
         page.get_by_role("tab", name=name, exact=True).click()
         page.wait_for_timeout(800)
         assert _box(page, first)["bottom"] < height, (name, _box(page, first))
