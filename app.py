@@ -117,11 +117,14 @@ def build_app() -> gr.Blocks:
 
 def main() -> None:
     demo = build_app()
-    # a queue with limits: generation runs at most 2 at a time (see lessons/reverse.py), 64 may wait
+    # a queue with limits: 64 may wait; generation computes in lessons/runs.py's lanes (2 short runs and 1 long
+    # at a time), and every learner who asks for the same pictures follows one shared run (lessons/reverse.py).
+    # A follower waits in a worker thread, so the thread pool (Starlette's 40 by default) has room for a full
+    # queue of followers besides the other tabs' handlers.
     demo.queue(max_size=64, default_concurrency_limit=4)
     demo.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
                 server_port=int(os.environ.get("GRADIO_SERVER_PORT", 7860)), css=stage.css(), head=stage.head(),
-                show_error=True)
+                show_error=True, max_threads=128)
 
 
 if __name__ == "__main__":

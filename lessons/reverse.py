@@ -1,10 +1,15 @@
 """Tab 3 · Reverse process: the shipped model turns TV snow into clothes, one streamed step at a time."""
 from __future__ import annotations
 
+import io
 import math
+import os
 import tempfile
+import threading
 import time
-from typing import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
 
 import gradio as gr
 import numpy as np
@@ -15,7 +20,7 @@ from ddpm.images import make_grid
 from ddpm.pretrained import MAX_GUIDANCE, load_pretrained
 
 from .common import LATEX, image_picker, load_image, number
-from . import predict
+from . import predict, runs
 from .i18n import Text, lesson, tr
 
 # The shipped Fashion-MNIST models, the app's default first (assets/models/MODEL_CARD.md): the small
@@ -26,6 +31,30 @@ MAX_N = 16                # images per request: one user cannot starve the other
 MAX_STORED = 200          # frames kept for the scrubber and the GIF
 STREAM_EVERY = 0.08       # seconds between streamed updates (a long DDPM run would flood the browser)
 SAMPLERS = {"ddim": ("ddim", "fixed_small"), "ddpm": ("ddpm", "fixed_small"), "ddpm_large": ("ddpm", "fixed_large")}
+# /sample: one computation per distinct request, shared by every learner who asks for it (lessons/runs.py).
+# Finished runs stay in an LRU of RUNS_BYTES: a DDIM-50 x 16 run keeps 51 frames of 2 x 12,544 bytes (x_t and
+# predicted x_0 as uint8) = 1.28 MB, so 64 MB hold the last ~50 distinct runs (a DDPM-1000 x 16 one: 5.1 MB).
+# DDPM_SHARE_RUNS=0 gives every request its own computation (still in the lanes below).
+RUNS_BYTES = 64 * 2 ** 20
+SHARE = os.environ.get("DDPM_SHARE_RUNS", "1").strip() != "0"
+RUNS = runs.Runs(RUNS_BYTES)
+# a run whose estimated cost exceeds LONG_SECONDS goes to the "long" lane (1 slot, stepping aside for short runs);
+# the rest share the "short" lane's 2 slots. The estimate: network passes of one image x ms per pass, measured
+# on the 2-core CPU of bench/RESULTS.md (DDPM-1000 x 16 ~ 75 s; the default DDIM-50 x 16 ~ 4 s).
+LONG_SECONDS = 15.0
+MS_PER_IMAGE = {"fashion-mnist": 3.1, "fashion-mnist-large": 8.2}
+SAMPLE_FOLLOWERS = 64     # /sample's Gradio limit: learners following a run at once (the queue's max_size)
+REPLAY_FRAMES = 12        # a follower catching up on frames already computed sees at most this many of them,
+REPLAY_SECONDS = 1.0      # ... in about this long
+# Every streamed update costs the server ~5-10 ms on Gradio's one event-loop thread (two files to check and
+# cache, the message), whoever computed the pictures: with many learners following, each one's updates come
+# less often, so that all of them together get about 1 / UPDATE_COST updates per second (30 learners: one
+# every 0.75 s each, the final picture at once).
+UPDATE_COST = 0.025
+WAITING = {"en": "⏳ waiting for a free generation slot ({lane} runs: {busy} running, {waiting} waiting); "
+                 "your x_T is above",
+           "zh": "⏳ 正在等待空闲的生成通道（{lane}：{busy} 个运行中，{waiting} 个等待中）；上面是你的 x_T"}
+LANE_NAMES = {"en": {"short": "short", "long": "long"}, "zh": {"short": "短任务", "long": "长任务"}}
 
 
 def pipe(model: str = MODEL):
@@ -96,26 +125,180 @@ def _picture(u8: torch.Tensor) -> np.ndarray:
     return grid_picture(u8.float() / 255)
 
 
-def _stream(frames: Iterator, ts: list[int], n: int, first: torch.Tensor, lang: str = "en") -> Iterator[tuple]:
-    """Frames -> (x_t grid, x0 grid, progress Markdown, stored frames, scrub slider update), throttled.
-    At most MAX_STORED frames are kept, small (uint8, 28x28 each), and enlarged only when shown."""
-    total, stored, t0, last = len(ts), [], time.time(), 0.0
+@dataclass(eq=False)
+class Step:
+    """One streamed frame of a run, shared by all its followers: i = 0 is x_T ("start"), then steps 1..total.
+    Images as uint8 on the CPU, (n, 1, 28, 28); `kept`: it goes into the stored frames (the scrubber)."""
+    i: int
+    t: int | str
+    xt: torch.Tensor
+    x0: torch.Tensor
+    rate: float = 0.0                 # steps per second of the computation, up to this step
+    kept: bool = True
+    _png: dict = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def stored(self) -> tuple:
+        return (self.t, self.xt, self.x0)
+
+    @property
+    def nbytes(self) -> int:
+        return self.xt.nbytes + self.x0.nbytes
+
+    def png(self, which: str) -> str:
+        """This frame's x_t or x0 grid as a PNG in Gradio's cache, encoded once for all followers."""
+        with self._lock:
+            if which not in self._png:
+                self._png[which] = _png_file(_picture(getattr(self, which)))
+            return self._png[which]
+
+
+def _png_file(picture: np.ndarray) -> str:
+    """A picture -> a PNG file where Gradio keeps its own (same layout: a folder named by the hash of the
+    bytes), so that Gradio serves it as it is instead of encoding the same picture again for every follower."""
+    from PIL import Image
+    from gradio import processing_utils, utils
+    buf = io.BytesIO()
+    Image.fromarray(picture).save(buf, "png", compress_level=1)       # 2x faster than the default, ~3 % larger
+    data = buf.getvalue()
+    folder = Path(utils.get_upload_folder()) / processing_utils.hash_bytes(data)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "image.png"
+    if not path.exists():
+        tmp = folder / f".image.{threading.get_ident()}.png"
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    return str(path)
+
+
+def _start(first: torch.Tensor) -> Step:
+    u8 = _u8(first)
+    return Step(0, "start", u8, torch.zeros_like(u8))
+
+
+def _steps(frames: Iterator, total: int) -> Iterator[tuple[Step, bool, int]]:
+    """Frames -> (Step, kept, bytes kept): every step is streamed, at most MAX_STORED are kept."""
     keep = max(1, math.ceil(total / MAX_STORED))
-    stored.append(("start", _u8(first), torch.zeros_like(_u8(first))))
-    yield (_picture(stored[0][1]), None, tr("msg.start", lang).format(n=n, total=total, ts=visited(ts, lang)), stored,
-           gr.update())
+    t0 = time.time()
     for i, f in enumerate(frames, 1):
-        now = time.time()
-        if i % keep == 0 or i == total:
-            stored.append((f.t, _u8(f.x_t), _u8(f.x0_pred)))
-        if now - last >= STREAM_EVERY or i == total:
-            last = now
-            bar = "█" * round(20 * i / total) + "░" * (20 - round(20 * i / total))
-            msg = f"`{bar}` " + tr("msg.step", lang).format(i=i, total=total, t=f.t, rate=i / (now - t0),
+        kept = i % keep == 0 or i == total
+        s = Step(i, f.t, _u8(f.x_t), _u8(f.x0_pred), i / max(time.time() - t0, 1e-9), kept)
+        yield s, kept, s.nbytes if kept else 0
+
+
+def _numpy(step: Step, which: str) -> np.ndarray:
+    return _picture(getattr(step, which))
+
+
+def _render(source, ts: list[int], n: int, lang: str = "en",
+            picture: Callable[[Step, str], object] = _numpy) -> Iterator[tuple]:
+    """Steps -> (x_t grid, x0 grid, progress Markdown, stored frames, scrub slider update), throttled; the text
+    in this learner's language. Live steps are shown at most every STREAM_EVERY seconds; steps the run had
+    already computed (a learner who joined late, or a finished run) as a short replay of about REPLAY_FRAMES."""
+    total, stored, last = len(ts), [], 0.0
+    crowd = getattr(source, "crowd", ())
+    try:
+        for s in source:
+            if s is runs.WAITING:
+                run = getattr(source, "run", None)
+                if run is not None and not run.started:
+                    lane = run.lane
+                    msg = WAITING.get(lang, WAITING["en"]).format(
+                        lane=LANE_NAMES.get(lang, LANE_NAMES["en"])[lane.name], busy=lane.busy, waiting=lane.waiting)
+                else:
+                    msg = gr.update()
+                yield gr.update(), gr.update(), msg, stored, gr.update()
+                continue
+            if s.kept:
+                stored.append(s.stored)
+            if s.i == 0:
+                yield (picture(s, "xt"), None, tr("msg.start", lang).format(n=n, total=total, ts=visited(ts, lang)),
+                       stored, gr.update())
+                continue
+            final = s.i == total
+            if not final:
+                gap = max(STREAM_EVERY, len(crowd) * UPDATE_COST)
+                if source.behind:
+                    if s.i % max(1, math.ceil(total / max(1, min(REPLAY_FRAMES, int(REPLAY_SECONDS / gap))))):
+                        continue
+                    time.sleep(max(0.0, last + gap - time.time()))
+                elif time.time() - last < gap:
+                    continue
+            last = time.time()
+            bar = "█" * round(20 * s.i / total) + "░" * (20 - round(20 * s.i / total))
+            msg = f"`{bar}` " + tr("msg.step", lang).format(i=s.i, total=total, t=s.t, rate=s.rate,
                                                             ts=visited(ts, lang))
-            final = i == total
-            yield (grid_picture(f.x_t), grid_picture(f.x0_pred), msg, stored,
+            yield (picture(s, "xt"), picture(s, "x0"), msg, stored,
                    gr.update(maximum=len(stored) - 1, value=len(stored) - 1) if final else gr.update())
+            if final:
+                return
+    finally:
+        if hasattr(source, "close"):
+            source.close()
+
+
+def _stream(frames: Iterator, ts: list[int], n: int, first: torch.Tensor, lang: str = "en") -> Iterator[tuple]:
+    """Frames computed here, in this thread -> (x_t grid, x0 grid, progress Markdown, stored frames, scrub slider
+    update), throttled. At most MAX_STORED frames are kept, small (uint8, 28x28 each), and enlarged only when shown."""
+    def items():
+        s = _start(first)
+        yield s, True, s.nbytes
+        yield from _steps(frames, len(ts))
+    yield from _render(runs.inline(items()), ts, n, lang)
+
+
+def run_key(p, a: dict) -> tuple:
+    """Everything that determines a run's images (not the language): the model's weights and precision and the
+    sampler's arguments. DDPM visits every t whatever `steps` says."""
+    steps = p.timesteps if a["sampler"] == "ddpm" else a["steps"]
+    return (p.name, id(p.model), p.precision, str(p.device), a["sampler"], a["variance"], steps, float(a["eta"]),
+            float(a["guidance_scale"]), a["guidance_interval"], a["seed"], a["n"], tuple(a["labels"] or ()))
+
+
+def cost_seconds(p, a: dict, ts: list[int]) -> float:
+    """Roughly how long the run computes on the benchmark's 2-core CPU: network passes of one image x ms each.
+    Classifier-free guidance costs two passes at a step where it applies, one elsewhere."""
+    s = float(a["guidance_scale"])
+    guided = a["labels"] is not None and s not in (0.0, 1.0) and getattr(p, "guidance_distilled", None) is None
+    lo, hi = a["guidance_interval"] if a["guidance_interval"] is not None and s > 1 else (-math.inf, math.inf)
+    passes = sum(2 if guided and lo <= t <= hi else 1 for t in ts)
+    ms = MS_PER_IMAGE.get(p.name, 8.2 if p.num_parameters > 500_000 else 3.1)
+    return passes * a["n"] * ms / 1000
+
+
+def lane_for(p, a: dict, ts: list[int]) -> str:
+    return "long" if cost_seconds(p, a, ts) > LONG_SECONDS else "short"
+
+
+def _sample(label, sampler, steps, eta, guidance_scale, seed, n, guidance_until, model, lang,
+            picture: Callable[[Step, str], object]) -> Iterator[tuple]:
+    a = check(label, sampler, steps, eta, guidance_scale, seed, n, guidance_until, model)    # gr.Error first
+    p = pipe(model)
+    from ddpm.samplers import timesteps_for
+    ts = timesteps_for(a["sampler"], a["steps"], p.timesteps, spacing=getattr(p, "spacing", "linspace"))
+
+    def compute():
+        yield from _steps(p.progressive(**a, x_T=p.initial_noise(a["n"], a["seed"])), len(ts))
+
+    def first():                  # x_T, shown at once, before the run gets a lane
+        s = _start(_snow(p.initial_noise(a["n"], a["seed"])))
+        return s, s.nbytes
+
+    if spaces is not None:        # ZeroGPU lends the GPU to this call only: compute here, unshared
+        x_T, nbytes = first()
+        source = runs.inline(_chain((x_T, True, nbytes), compute()))
+    else:
+        source = RUNS.follow(run_key(p, a) if SHARE else None, compute, first, lane_for(p, a, ts))
+    try:
+        yield from _render(source, ts, a["n"], lang, picture)
+    except ValueError as e:
+        raise gr.Error(str(e)) from None
+
+
+def _chain(first, rest):
+    yield first
+    yield from rest
 
 
 def sample(label: str = "any", sampler: str = "ddim", steps: int = 50, eta: float = 0.0, guidance_scale: float = 3.0,
@@ -124,16 +307,20 @@ def sample(label: str = "any", sampler: str = "ddim", steps: int = 50, eta: floa
     The last update's first output is the final image grid. The API's /sample.
     guidance_until: guide only while t <= this, plain conditional above (None: the model's default);
     model: one of MODELS."""
-    a = check(label, sampler, steps, eta, guidance_scale, seed, n, guidance_until, model)
-    p = pipe(model)
-    from ddpm.samplers import timesteps_for
-    ts = timesteps_for(a["sampler"], a["steps"], p.timesteps)
-    x_T = p.initial_noise(a["n"], a["seed"])
-    try:
-        frames = p.progressive(**a, x_T=x_T)
-        yield from _stream(frames, ts, a["n"], _snow(x_T), lang)
-    except ValueError as e:
-        raise gr.Error(str(e)) from None
+    yield from _sample(label, sampler, steps, eta, guidance_scale, seed, n, guidance_until, model, lang, _numpy)
+
+
+# What the app registers as /sample: the same parameters, updates and pictures as `sample`, but each picture is a
+# PNG file encoded once per frame for all the learners who follow that run (given an array, Gradio would encode
+# it again for every learner and every update: ~5 ms each here).
+def sample_event(label: str = "any", sampler: str = "ddim", steps: int = 50, eta: float = 0.0,
+                 guidance_scale: float = 3.0, seed: int = 0, n: int = 16, guidance_until: int | None = None,
+                 model: str = MODEL, lang: str = "en"):
+    yield from _sample(label, sampler, steps, eta, guidance_scale, seed, n, guidance_until, model, lang,
+                       Step.png)
+
+
+sample_event.__doc__ = sample.__doc__
 
 
 def preview(seed: int = 0, n: int = 16, lang: str = "en") -> tuple:
@@ -263,8 +450,10 @@ def build(text: Text) -> dict:
     stored = gr.State([], time_to_live=3600)      # a run's frames, dropped an hour after the last use
     outs = [xt, x0, progress, stored, frame_k]
     # the app's language State is an input too; States are not API parameters, so /sample has 9
-    run = go.click(sample, [label, sampler, steps, eta, guidance, seed, n, until, model, text.state], outs,
-                   api_name="sample", concurrency_limit=2, concurrency_id="model")
+    # /sample's own limit only bounds how many learners follow runs at once: they wait on their run, and the
+    # computations take turns in lessons/runs.py's lanes (2 short slots, 1 long); app.py raises max_threads to match
+    run = go.click(sample_event, [label, sampler, steps, eta, guidance, seed, n, until, model, text.state], outs,
+                   api_name="sample", concurrency_limit=SAMPLE_FOLLOWERS, concurrency_id="sample")
     # each model has its own tuned guidance interval: switching models moves the slider to it
     # (.input, not .change: a deep link that sets both must keep its own guide_until)
     model.input(default_guidance_until, model, until, queue=False, api_visibility="private")
@@ -318,5 +507,6 @@ except ImportError:
     spaces = None
 if spaces is not None:
     sample = spaces.GPU(duration=120)(sample)
+    sample_event = spaces.GPU(duration=120)(sample_event)
     from_image = spaces.GPU(duration=120)(from_image)
     compare = spaces.GPU(duration=300)(compare)
