@@ -27,17 +27,16 @@ bench/out/classroom.png, with a small copy in bench/classroom.png for RESULTS.md
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
+
+from run import _rss_mb, running_app  # noqa: E402  (bench/ is on the path: python bench/classroom.py)
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
@@ -50,42 +49,6 @@ def cpu_s(pid: int) -> float:
     """The process's CPU time so far (user + system), seconds: what the server spent, whatever else ran."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-@contextlib.contextmanager
-def running_app(app_dir: Path, env_extra: dict | None = None):
-    """`python app.py` in app_dir on a free loopback port -> (url, process)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = dict(os.environ, GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port),
-               GRADIO_ANALYTICS_ENABLED="False", **(env_extra or {}))
-    proc = subprocess.Popen([sys.executable, "app.py"], cwd=app_dir, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    url, t0 = f"http://127.0.0.1:{port}/", time.perf_counter()
-    try:
-        while True:
-            try:
-                urllib.request.urlopen(url, timeout=2).read()
-                break
-            except OSError:
-                if time.perf_counter() - t0 > 180 or proc.poll() is not None:
-                    raise RuntimeError("app did not start")
-                time.sleep(0.3)
-        yield url, proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def make_before(dest: Path) -> Path:
@@ -218,13 +181,13 @@ def four_step_model(url: str) -> str:
 def run(label: str, app_dir: Path, scenarios: list[str], repeats: int, learners: int, env_extra: dict) -> dict:
     result = dict(label=label, app_dir=str(app_dir), learners=learners, started=time.strftime("%Y-%m-%d %H:%M"),
                   load_before=os.getloadavg()[0], repeats=[])
-    with running_app(app_dir, env_extra) as (url, proc):
+    with running_app(app_dir, env_extra) as (url, proc, _):
         model_b = four_step_model(url)
         result["model_b"] = model_b
         warm = Learner(url)
         warm.submit("any", "ddim", 2, 0.0, 3.0, 99999, 1).result()          # the first network call's warm-up
         crowd = [Learner(url) for _ in range(learners)]
-        result["rss_start"] = rss_mb(proc.pid)
+        result["rss_start"] = _rss_mb(proc.pid)
         print(f"[{label}] app up at {url}; RSS {result['rss_start']:.0f} MB; (b) on {model_b}", flush=True)
         for rep in range(repeats):
             rows, cpu, load = {}, {}, {}
@@ -236,7 +199,7 @@ def run(label: str, app_dir: Path, scenarios: list[str], repeats: int, learners:
                 load[name] = (load0 + os.getloadavg()[0]) / 2
                 print(f"[{label}] repeat {rep + 1} {name}: {summary(name, rows[name])}; server CPU {cpu[name]:.1f} s; "
                       f"load {load[name]:.1f}", flush=True)
-            result["repeats"].append(dict(rows=rows, rss=rss_mb(proc.pid), load=os.getloadavg()[0], cpu=cpu,
+            result["repeats"].append(dict(rows=rows, rss=_rss_mb(proc.pid), load=os.getloadavg()[0], cpu=cpu,
                                           loads=load))
             print(f"[{label}] repeat {rep + 1}: 1-minute load average {os.getloadavg()[0]:.1f}", flush=True)
             print(f"[{label}] repeat {rep + 1}: server RSS {result['repeats'][-1]['rss']:.0f} MB", flush=True)

@@ -342,17 +342,19 @@ def _sample_in_process() -> float:
 
 
 @contextlib.contextmanager
-def running_app():
-    """`python app.py` on a free port, as a user starts it -> (url, process, seconds until the page was served)."""
+def running_app(app_dir: Path = ROOT, env_extra: dict | None = None):
+    """`python app.py` in app_dir on a free loopback port, as a user starts it -> (url, process, seconds until the
+    page was served). env_extra: more environment for the server (bench/classroom.py's DDPM_SHARE_RUNS=0...)."""
+    import urllib.request
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = dict(os.environ, GRADIO_SERVER_PORT=str(port), GRADIO_ANALYTICS_ENABLED="False")
+    env = dict(os.environ, GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port),
+               GRADIO_ANALYTICS_ENABLED="False", **(env_extra or {}))
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen([sys.executable, "app.py"], cwd=app_dir, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/"
-    import urllib.request
     try:
         while True:
             try:
@@ -365,7 +367,10 @@ def running_app():
         yield url, proc, time.perf_counter() - t0
     finally:
         proc.terminate()
-        proc.wait(10)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 def bench_app(users: int, generations: int) -> None:
