@@ -11,17 +11,19 @@ from urllib.parse import urlencode
 
 import gradio as gr
 
-from lessons import forward, posterior, quiz, reverse, stage, training
+from lessons import forward, latent, posterior, quiz, reverse, stage, training
 from lessons.common import example_names
 from lessons.i18n import LANGS, Text, lesson, tr
 
-TABS = {"forward": forward, "posterior": posterior, "reverse": reverse, "training": training, "quiz": quiz}
+TABS = {"forward": forward, "posterior": posterior, "reverse": reverse, "training": training, "latent": latent,
+        "quiz": quiz}
 # which URL parameters each tab understands (name -> the key of the component in the tab's build() dict)
 PARAMS = {
     "forward": ["image", "t", "schedule", "timesteps", "beta_start", "beta_end"],
     "posterior": ["image", "t", "schedule", "timesteps", "beta_start", "beta_end"],
     "reverse": ["label", "sampler", "steps", "eta", "guidance", "guide_until", "seed", "n", "model"],
     "training": ["toy"],
+    "latent": ["image", "t", "prompt", "negative", "guidance", "steps", "seed"],
     "quiz": [],
 }
 COPY_JS = """(q) => { const u = window.location.origin + window.location.pathname + (q ? '?' + q : '');

@@ -18,6 +18,9 @@ def _train_parser(sub) -> None:
                         'images or of idx files, or "toy:NAME" for a 2-D toy set (swiss-roll, two-moons, '
                         '8-gaussians, checkerboard, rings)')
     p.add_argument("--results-folder", default="./results", help="where checkpoints and sample grids go")
+    p.add_argument("--autoencoder", default=None,
+                   help="latent diffusion: the stem of a trained autoencoder (python -m ddpm train-autoencoder); "
+                        "the model then learns Fashion-MNIST's scaled latents (4x7x7) instead of its pixels")
     p.add_argument("--image-size", type=int, default=28, help="images are centre-cropped and resized to this")
     p.add_argument("--image-channels", type=int, default=1, help="1 = greyscale, 3 = RGB")
     p.add_argument("--channels", type=int, default=32, help="UNet base width (toy: MLP hidden width)")
@@ -134,6 +137,32 @@ def cmd_distill(a: argparse.Namespace) -> None:
             log=lambda msg: print(f"{time.strftime('%H:%M:%S')} {msg}", flush=True))
 
 
+def _autoencoder_parser(sub) -> None:
+    p = sub.add_parser("train-autoencoder", help="train the KL autoencoder of latent diffusion on Fashion-MNIST "
+                       "(28x28x1 -> 7x7x4; resumes from the results folder)",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--results-folder", default="results/autoencoder", help="checkpoints; the final autoencoder.*")
+    p.add_argument("--steps", type=int, default=6000, help="optimiser steps")
+    p.add_argument("--batch-size", type=int, default=64, help="images per step")
+    p.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate after warm-up (cosine to 10%%)")
+    p.add_argument("--channels", type=int, default=32, help="width at 28x28 (doubled at 14x14 and 7x7)")
+    p.add_argument("--latent-channels", type=int, default=4, help="channels of the 7x7 latent")
+    p.add_argument("--kl-weight", type=float, default=1e-4, help="weight of KL(q(z|x) || N(0, I)) per image")
+    p.add_argument("--seed", type=int, default=0, help="seeds every random draw; same seed, same run")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+
+
+def cmd_train_autoencoder(a: argparse.Namespace) -> None:
+    from .autoencoder import train_autoencoder
+    from .data import load_fashion_mnist
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    images, _ = load_fashion_mnist(split="train")
+    train_autoencoder(a.results_folder, images, steps=a.steps, batch_size=a.batch_size, lr=a.lr, channels=a.channels,
+                      latent_channels=a.latent_channels, kl_weight=a.kl_weight, seed=a.seed,
+                      log=lambda msg: print(f"{time.strftime('%H:%M:%S')} {msg}", flush=True))
+
+
 def cmd_train(a: argparse.Namespace) -> None:
     from .diffusion import GaussianDiffusion
     from .toy import ToyMLP, toy_dataset
@@ -141,6 +170,7 @@ def cmd_train(a: argparse.Namespace) -> None:
     from .unet import UNet
     if a.threads:
         torch.set_num_threads(a.threads)
+    decode = None                           # latents -> images for the progress grids (latent diffusion only)
     if a.objective == "flow" and not a.data.startswith("toy:"):
         sys.exit("--objective flow is implemented for the 2-D toys (--data toy:NAME)")
     if a.data.startswith("toy:") and a.objective == "flow":                # flow matching (ddpm/flow.py)
@@ -153,6 +183,20 @@ def cmd_train(a: argparse.Namespace) -> None:
                                  beta_schedule=a.beta_schedule, beta_start=a.beta_start, beta_end=a.beta_end,
                                  objective=a.objective, data_shape=(2,), auto_normalize=False,
                                  min_snr_gamma=a.min_snr_gamma)
+    elif a.autoencoder:                                                     # latent diffusion (ddpm/latent.py)
+        from .autoencoder import load_autoencoder
+        from .latent import latent_dataset
+        data, (ae, ae_config) = latent_dataset(a.autoencoder), load_autoencoder(a.autoencoder)
+        c, h, w = data.images.shape[1:]
+        n_cls = len(data.classes) if a.class_conditional else None
+        model = UNet(in_channels=c, channels=a.channels, channel_mult=tuple(int(m) for m in a.channel_mult.split(",")),
+                     num_res_blocks=a.num_res_blocks,
+                     attention_levels=tuple(int(m) for m in a.attention_levels.split(",") if m), num_classes=n_cls)
+        diff = GaussianDiffusion(model, image_size=h, channels=c, timesteps=a.timesteps,
+                                 sampling_timesteps=a.sampling_timesteps, beta_schedule=a.beta_schedule,
+                                 beta_start=a.beta_start, beta_end=a.beta_end, objective=a.objective,
+                                 label_dropout=a.label_dropout, min_snr_gamma=a.min_snr_gamma, auto_normalize=False)
+        decode = lambda z: ae.decode(z / ae_config["scale_factor"])          # noqa: E731 (grids only)
     else:
         from .data import resolve_dataset
         data = resolve_dataset(a.data, a.image_size, a.image_channels)
@@ -180,7 +224,7 @@ def cmd_train(a: argparse.Namespace) -> None:
                       ema_decay=a.ema_decay, max_grad_norm=a.max_grad_norm, save_and_sample_every=a.save_and_sample_every,
                       num_samples=a.num_samples, results_folder=a.results_folder, seed=a.seed, device=a.device,
                       progress=not a.no_progress, amp=a.amp,
-                      lr_decay_steps=a.lr_decay_steps)
+                      lr_decay_steps=a.lr_decay_steps, decode=decode)
     if trainer.load():
         print(f"resumed from step {trainer.step} in {a.results_folder}", file=sys.stderr)
     n_params = sum(p.numel() for p in diff.model.parameters())
@@ -225,6 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     _train_parser(sub)
     _sample_parser(sub)
     _distill_parser(sub)
+    _autoencoder_parser(sub)
     from .evaluate import add_parser as add_evaluate
     add_evaluate(sub)
     return parser
@@ -232,4 +277,5 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     a = build_parser().parse_args(argv)
-    {"train": cmd_train, "sample": cmd_sample, "distill": cmd_distill}.get(a.command, lambda a: a.func(a))(a)
+    {"train": cmd_train, "sample": cmd_sample, "distill": cmd_distill,
+     "train-autoencoder": cmd_train_autoencoder}.get(a.command, lambda a: a.func(a))(a)

@@ -3,6 +3,8 @@
     python -m ddpm.export export results/toy-rings/model-0008000 assets/models/rings     # a toy: weights only
     python -m ddpm.export pack   results/fashion-mnist/model-0012000 fashion-mnist
     python -m ddpm.export unpack fashion-mnist results/fashion-mnist        # then `python -m ddpm train ...` resumes
+    python -m ddpm.export latent results/latent/model-0008000 results/autoencoder/autoencoder \
+                                 assets/models/fashion-mnist-latent           # latent diffusion + its autoencoder
 
 `pack` writes assets/models/NAME.{safetensors,json} (EMA weights only: what samples best) and, for resuming,
 assets/models/train-state/NAME.{safetensors,json} (raw weights + Adam moments, the moments in bfloat16 to keep
@@ -56,5 +58,9 @@ def unpack(name: str, results_folder: str | Path) -> Path:
 
 
 if __name__ == "__main__":
-    cmd, a, b = sys.argv[1:4]
-    print({"export": export, "pack": pack, "unpack": unpack}[cmd](a, b))
+    if sys.argv[1] == "latent":                   # latent CHECKPOINT AUTOENCODER OUT: both networks in one file
+        from .latent import export_latent
+        print(export_latent(*sys.argv[2:5]))
+    else:
+        cmd, a, b = sys.argv[1:4]
+        print({"export": export, "pack": pack, "unpack": unpack}[cmd](a, b))

@@ -147,6 +147,23 @@ class Pipeline:
                                    and 0 <= iv[0] <= iv[1] <= T - 1):
             raise ValueError(f"guidance_interval must be two integers 0 <= t_lo <= t_hi <= {T - 1}, got {iv!r}")
 
+    # ---- how this model's space meets pixels (a latent model overrides these: ddpm/latent.py) ----------
+    def to_model_space(self, images: torch.Tensor) -> torch.Tensor:
+        """Images (n, C, H, W) in [0, 1] -> the space the diffusion runs in: [-1, 1] (toy points as they are)."""
+        return images * 2 - 1 if self.is_image else images
+
+    def from_model_space(self, x: torch.Tensor) -> torch.Tensor:
+        """The inverse of to_model_space: [-1, 1] -> images in [0, 1] (toy points as they are)."""
+        return (x.clamp(-1, 1) + 1) / 2 if self.is_image else x
+
+    def output_frame(self, f: Frame) -> Frame:
+        return Frame(t=f.t, x_t=self.from_model_space(f.x_t), x0_pred=self.from_model_space(f.x0_pred))
+
+    @property
+    def clip_x0(self) -> bool:
+        """Clip the predicted x_0 to [-1, 1] while sampling: right for pixels, wrong for latents or points."""
+        return self.is_image
+
     # ---- sampling ---------------------------------------------------------------------------------
     def initial_noise(self, n: int, seed: int = 0) -> torch.Tensor:
         """x_T ~ N(0, I), (n, *data_shape), from a private generator: the same seed gives the same snow."""
@@ -158,7 +175,8 @@ class Pipeline:
                     variance: str = "fixed_small", init_image: torch.Tensor | None = None,
                     start_t: int | None = None, x_T: torch.Tensor | None = None,
                     spacing: str | None = None,
-                    guidance_interval: tuple[int, int] | None | str = "default") -> Iterator[Frame]:
+                    guidance_interval: tuple[int, int] | None | str = "default",
+                    negative_labels: Sequence[int | str] | None = None) -> Iterator[Frame]:
         """Yield one Frame(t, x_t, x0_pred) per reverse step; images mapped to [0, 1].
 
         init_image (n or 1, C, H, W) in [0, 1] with start_t: noise it to start_t with q_sample
@@ -167,6 +185,8 @@ class Pipeline:
         model elsewhere (Kynkäänniemi et al. 2024: more diverse samples, fewer network calls); None:
         classic guidance at every step (Ho & Salimans 2022); "default": the model's `guidance_interval`.
         steps / spacing None: the model's `default_steps` / `spacing` (50 / "linspace" unless its JSON says).
+        negative_labels: a negative prompt (class names or indices) whose prediction replaces the
+        unconditional one in guidance: eps = eps_neg + s (eps_pos - eps_neg) (see samplers.guided).
         A model with `guidance_distilled` has its scale built in: one conditional pass per step, and any
         guidance_scale > 0 gives that scale (s = 0 or labels=None: the unconditional model).
         """
@@ -178,22 +198,64 @@ class Pipeline:
             start_t = int(self.timesteps * 0.6)
         self.check(n, sampler, steps, eta, guidance_scale, variance, start_t if init_image is not None else None,
                    guidance_interval)
-        lab = self.label_indices(labels, n)
+        lab, neg = self.label_indices(labels, n), self.label_indices(negative_labels, n)
+        if neg is not None and self.guidance_distilled is not None:
+            raise ValueError(f"model {self.name!r} has its guidance distilled into one pass: no negative prompt")
         g = torch.Generator().manual_seed(int(seed))                    # private: no global RNG touched
         x = torch.randn((n, *self.data_shape), generator=g).to(self.device) if x_T is None else x_T.to(self.device)
         if init_image is not None:
-            x0 = init_image.to(self.device, torch.float32)
-            x0 = (x0 * 2 - 1 if self.is_image else x0).expand(n, *self.data_shape)
+            x0 = self.to_model_space(init_image.to(self.device, torch.float32)).expand(n, *self.data_shape)
             x = q_sample(self.schedule, x0, start_t, x)                 # the drawn noise becomes eps of Eq. 4
         ts = timesteps_for(sampler, steps, self.timesteps, start_t if init_image is not None else None, spacing)
         if self.guidance_distilled is not None:
             fn = guided(self.network, lab, 1.0 if guidance_scale else 0.0)     # one pass, guidance built in
         else:
-            fn = guided(self.network, lab, float(guidance_scale), guidance_interval)
-        to_out = (lambda v: (v.clamp(-1, 1) + 1) / 2) if self.is_image else (lambda v: v)
+            fn = guided(self.network, lab, float(guidance_scale), guidance_interval, neg)
         for f in sample_loop(fn, self.schedule, x, ts, sampler, eta=float(eta), variance=variance,
-                             prediction=self.prediction, clip=self.is_image, generator=g):
-            yield Frame(t=f.t, x_t=to_out(f.x_t), x0_pred=to_out(f.x0_pred))
+                             prediction=self.prediction, clip=self.clip_x0, generator=g):
+            yield self.output_frame(f)
+
+    @torch.inference_mode()
+    def interpolate(self, x_a: torch.Tensor, x_b: torch.Tensor, t: int, lam: float | Sequence[float],
+                    seed: int = 0, sampler: str = "ddim", steps: int | None = None) -> torch.Tensor:
+        """Interpolate two images through the diffusion (Ho et al. 2020, Sec. 4.3, Fig. 8).
+
+        x_a, x_b (1, C, H, W) in [0, 1] are both noised to t with the *same* noise eps (Eq. 4), mixed,
+        x_bar_t = (1 - lam) x_a,t + lam x_b,t, and denoised by the unconditional model from t to 0.
+        lam: one value or several (one output image each, as one batch). From a large t little of either
+        image survives and the model fills in a plausible in-between; from a small t the result is nearly the
+        cross-fade. lam = 0 (or 1) gives exactly `sample(n=1, init_image=x_a (or x_b), start_t=t, seed=seed,
+        guidance_scale=0, ...)`. Ho et al. draw one noise per image; one shared noise keeps x_bar_t on the
+        marginal q(x_t), for any lam. DDIM (deterministic) by default: steps in proportion to t.
+        Returns (len(lam), C, H, W) in [0, 1].
+        """
+        lams = torch.tensor([lam] if isinstance(lam, (int, float)) else list(lam), dtype=torch.float32)
+        if lams.numel() < 1 or not bool(((lams >= 0) & (lams <= 1)).all()):
+            raise ValueError(f"lam must lie in [0, 1], got {lam!r}")
+        for name, x in (("x_a", x_a), ("x_b", x_b)):
+            if tuple(x.shape) != (1, *self.output_shape):
+                raise ValueError(f"{name} must have shape (1, {', '.join(map(str, self.output_shape))}), "
+                                 f"got {tuple(x.shape)}")
+        steps = self.default_steps if steps is None else steps
+        self.check(len(lams), sampler, steps, 0.0, 0.0, "fixed_small", t)
+        g = torch.Generator().manual_seed(int(seed))
+        eps = torch.randn((1, *self.data_shape), generator=g).to(self.device)        # one noise for all
+        x_at = q_sample(self.schedule, self.to_model_space(x_a.to(self.device, torch.float32)), t, eps)   # Eq. 4
+        x_bt = q_sample(self.schedule, self.to_model_space(x_b.to(self.device, torch.float32)), t, eps)
+        lam_b = lams.to(self.device).reshape(-1, *[1] * len(self.data_shape))          # (k, 1, 1, 1)
+        x = (1 - lam_b) * x_at + lam_b * x_bt                                           # (k, C, H, W): Sec. 4.3
+        ts = timesteps_for(sampler, steps, self.timesteps, t, self.spacing)
+        fn = guided(self.network, None, 0.0)                                            # unconditional
+        frame = None
+        for frame in sample_loop(fn, self.schedule, x, ts, sampler, prediction=self.prediction,
+                                 clip=self.clip_x0, generator=g):
+            pass
+        return self.output_frame(frame).x_t
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        """The shape of one output image (or point): the data shape for a pixel model."""
+        return self.data_shape
 
     def sample(self, n: int = 16, **kwargs) -> torch.Tensor:
         """The final images (n, C, H, W) in [0, 1] (toys: points (n, 2)). Same arguments as progressive."""
@@ -239,6 +301,10 @@ def load_pretrained(name: str = "fashion-mnist", device: str | torch.device | No
     config = json.loads(Path(str(stem) + ".json").read_text())
     if is_flow_config(config):                  # a flow-matching model (ddpm/flow.py): Euler steps, its own pipeline
         _CACHE[key] = load_flow_pipeline(name, stem, device)
+        return dataclasses.replace(_CACHE[key], precision=precision)
+    if "autoencoder" in config:                 # latent diffusion (ddpm/latent.py): the autoencoder comes along
+        from .latent import load_latent_pipeline
+        _CACHE[key] = load_latent_pipeline(name, stem, device)
         return dataclasses.replace(_CACHE[key], precision=precision)
     diffusion = load_diffusion(stem, use_ema=True, device=device)
     model = diffusion.model.eval().requires_grad_(False)

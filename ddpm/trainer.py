@@ -40,7 +40,7 @@ class Trainer:
                  max_grad_norm: float = 1.0, save_and_sample_every: int = 1000, num_samples: int = 50,
                  sample_guidance_scale: float = 3.0, results_folder: str = "./results", keep_checkpoints: int = 2,
                  seed: int = 0, device: str | None = None, progress: bool = True,
-                 amp: bool = False, lr_decay_steps: int = 0):
+                 amp: bool = False, lr_decay_steps: int = 0, decode=None):
         self.world, self.rank = int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("RANK", 0))
         local_rank = int(os.environ.get("LOCAL_RANK", 0))
         if device is None:
@@ -70,6 +70,7 @@ class Trainer:
         self.sample_guidance_scale, self.keep_checkpoints = sample_guidance_scale, keep_checkpoints
         self.results_folder, self.seed, self.progress = Path(results_folder), seed, progress
         self.step, self.loss_history = 0, []
+        self.decode = decode        # latent diffusion: latents -> images for the sample grids (ddpm/latent.py)
 
     # ---- randomness and data: pure functions of (seed, step) --------------------------------------
     def _generator(self, step: int, micro: int) -> torch.Generator:
@@ -193,6 +194,8 @@ class Trainer:
                                          generator=torch.Generator(self.device).manual_seed(0))
         finally:
             self.diffusion.model = live
+        if self.decode is not None:
+            imgs = self.decode(imgs)                                  # (n, 4, 7, 7) latents -> (n, 1, 28, 28)
         path = self.results_folder / f"sample-{self.step:07d}.png"
         if imgs.dim() == 4:
             save_grid(path, imgs, nrow=max(1, n // n_cls) if n_cls else int(math.sqrt(n)), scale=2)

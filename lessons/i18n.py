@@ -19,7 +19,27 @@ UI: dict[str, dict[str, str]] = {
         "title": "Diffusion, hands on: DDPM from the maths up",
         "language": "Language",
         "tab.forward": "1 · Forward", "tab.posterior": "2 · Posterior", "tab.reverse": "3 · Reverse",
-        "tab.training": "4 · Training", "tab.quiz": "5 · Quiz",
+        "tab.training": "4 · Training", "tab.latent": "5 · Latent", "tab.quiz": "6 · Quiz",
+        "latent.x0": "x₀ (784 numbers)", "latent.z0": "z₀ = E(x₀): 4 × 7 × 7 = 196", "latent.rec": "D(z₀)",
+        "latent.err": "|x₀ − D(z₀)|", "latent.xt": "x_t: noise in pixels", "latent.zt": "z_t: noise in latents",
+        "latent.dzt": "D(z_t): latent noise, decoded",
+        "latent.cite": "the same schedule, once on pixels and once on latents (Eq. 4; Rombach et al. 2022)",
+        "latent.numbers": "Reconstruction error (mean squared, pixels in [0, 1]): <b>{mse:.4f}</b> · PSNR "
+                          "<b>{psnr:.1f} dB</b><br>784 → 196 numbers: the diffusion works on 4× fewer",
+        "latent.pick": "Image and noise", "latent.reverse_h": "### Reverse in latent space, beside the pixel model",
+        "latent.prompt": "Prompt", "latent.prompt_info": "a class name, English or Chinese: sneaker, 运动鞋, boot …",
+        "latent.negative": "Negative prompt", "latent.negative_info": "replaces the unconditional branch; empty: none",
+        "latent.pick_class": "…or pick a class",
+        "latent.l_xt": "latent model: D(z_t)", "latent.l_x0": "latent model: D(ẑ₀)", "latent.l_z": "its z_t (4 channels per image)",
+        "latent.p_xt": "pixel model: x_t", "latent.p_x0": "pixel model: x̂₀",
+        "latent.cost": "Step {i}/{steps}, {n} images, measured in this run:\n\n"
+                       "| | pixel model | latent model |\n|---|---|---|\n"
+                       "| numbers the network denoises | {d_pix} | {d_lat} |\n"
+                       "| parameters | {p_pix:.2f} M | {p_lat:.2f} M |\n"
+                       "| time per step (network, with guidance) | {ms_pix:.1f} ms | {ms_lat:.1f} ms "
+                       "(incl. decoding for display; one decode: {dec:.1f} ms) |\n"
+                       "| total so far | {s_pix:.2f} s | {s_lat:.2f} s |\n\n"
+                       "The pixel model takes **{ratio:.2f}×** the latent model's time.",
         "copy_link": "Copy link to this view", "link": "Link to this view",
         "image": "Image x₀ (examples)", "upload": "…or upload your own (any size, colour or grey)",
         "t": "Timestep t", "schedule": "Schedule", "timesteps": "T (noising steps)",
@@ -31,13 +51,21 @@ UI: dict[str, dict[str, str]] = {
         "variances": "β_t against β̃_t", "formula": "Formula with the numbers",
         "label": "Class", "any": "any (unconditional)", "guidance": "Guidance scale s",
         "guide_until": "only while t ≤", "guide_until_info": "s = 1 above · 999: every step",
-        "model": "Model", "model_info": "the small one is distilled from the large one: 2.4× faster (measured)",
+        "model": "Model", "model_info": "the small one is distilled from the large one: 2.4× faster (measured); "
+                                          "the 4-step one from the small one, guidance built in",
         "sampler": "Sampler", "steps": "DDIM steps", "eta": "DDIM η", "n": "Images",
         "generate": "Generate", "stop": "Stop", "progress": "Progress", "pred_x0": "Predicted x₀",
         "scrub": "Scrub through the stored steps", "gif": "Export as animated GIF", "gif_file": "GIF",
         "from_image": "Start from a real image", "start_t": "Noise it to step t, then denoise",
         "generate_from_image": "Denoise from this image", "compare": "DDPM vs DDIM from the same noise",
         "run_compare": "Run both", "ddpm_result": "DDPM (all T steps)", "ddim_result": "DDIM",
+        "interp.title": "Interpolate two garments through the noise (Ho et al. 2020, Fig. 8)",
+        "interp.trio": "x_a · the noisy mix x̄_t · the result at λ · x_b",
+        "interp.row": "λ = 0, 1/6, …, 1 from the same t and noise",
+        "interp.a": "Image x_a", "interp.b": "Image x_b", "interp.t": "Noise both to t", "interp.lam": "Mix λ",
+        "interp.note": "Both images noised to t = {t} with the same ε (seed {seed}), mixed as "
+                       "(1 − λ)·x_a,t + λ·x_b,t with λ = {lam:g}, then {steps} DDIM steps of the unconditional "
+                       "model back to t = 0.",
         "vlb_button": "Compute the bound on held-out images", "vlb_plot": "Variational bound per timestep",
         "toy": "Toy data set", "train": "Train (about 10 s)", "loss": "Loss", "toy_samples": "Samples",
         "flow": "Watch the points flow", "flow_t": "Reverse step",
@@ -115,7 +143,27 @@ UI: dict[str, dict[str, str]] = {
         "title": "动手学扩散模型：从数学推导到 DDPM",
         "language": "语言",
         "tab.forward": "1 · 前向", "tab.posterior": "2 · 后验", "tab.reverse": "3 · 反向",
-        "tab.training": "4 · 训练", "tab.quiz": "5 · 面试题",
+        "tab.training": "4 · 训练", "tab.latent": "5 · 潜空间", "tab.quiz": "6 · 面试题",
+        "latent.x0": "x₀（784 个数）", "latent.z0": "z₀ = E(x₀)：4 × 7 × 7 = 196", "latent.rec": "D(z₀)",
+        "latent.err": "|x₀ − D(z₀)|", "latent.xt": "x_t：像素空间的噪声", "latent.zt": "z_t：潜空间的噪声",
+        "latent.dzt": "D(z_t)：潜空间噪声解码后",
+        "latent.cite": "同一个噪声表，一次加在像素上，一次加在潜变量上（式 4；Rombach 等，2022）",
+        "latent.numbers": "重建误差（均方误差，像素取值 [0, 1]）：<b>{mse:.4f}</b> · PSNR "
+                          "<b>{psnr:.1f} dB</b><br>784 → 196 个数：扩散模型要处理的数少了 4 倍",
+        "latent.pick": "图像与噪声", "latent.reverse_h": "### 在潜空间里反向去噪，与像素模型并排",
+        "latent.prompt": "提示词", "latent.prompt_info": "一个类别名，中英文皆可：运动鞋、sneaker、短靴……",
+        "latent.negative": "负面提示词", "latent.negative_info": "取代无条件分支；留空表示不用",
+        "latent.pick_class": "……或者选一个类别",
+        "latent.l_xt": "潜空间模型：D(z_t)", "latent.l_x0": "潜空间模型：D(ẑ₀)", "latent.l_z": "它的 z_t（每张图 4 个通道）",
+        "latent.p_xt": "像素模型：x_t", "latent.p_x0": "像素模型：x̂₀",
+        "latent.cost": "第 {i}/{steps} 步，{n} 张图，本次运行实测：\n\n"
+                       "| | 像素模型 | 潜空间模型 |\n|---|---|---|\n"
+                       "| 网络要去噪的数 | {d_pix} | {d_lat} |\n"
+                       "| 参数量 | {p_pix:.2f} M | {p_lat:.2f} M |\n"
+                       "| 每步用时（网络，含引导） | {ms_pix:.1f} 毫秒 | {ms_lat:.1f} 毫秒"
+                       "（含为显示而做的解码；解码一次：{dec:.1f} 毫秒） |\n"
+                       "| 目前总用时 | {s_pix:.2f} 秒 | {s_lat:.2f} 秒 |\n\n"
+                       "像素模型用时是潜空间模型的 **{ratio:.2f} 倍**。",
         "copy_link": "复制当前视图链接", "link": "当前视图链接",
         "image": "图像 x₀（示例）", "upload": "……或上传自己的图片（任意尺寸，彩色或灰度）",
         "t": "时间步 t", "schedule": "噪声调度", "timesteps": "T（加噪步数）",
@@ -127,13 +175,19 @@ UI: dict[str, dict[str, str]] = {
         "variances": "β_t 与 β̃_t 对比", "formula": "代入数值的公式",
         "label": "类别", "any": "任意（无条件生成）", "guidance": "引导强度 s",
         "guide_until": "仅当 t ≤", "guide_until_info": "更大的 t 上 s = 1 · 999：每步都引导",
-        "model": "模型", "model_info": "小模型由大模型蒸馏而来：实测快 2.4×",
+        "model": "模型", "model_info": "小模型由大模型蒸馏而来：实测快 2.4×；4 步模型又由小模型蒸馏而来，引导已内置",
         "sampler": "采样器", "steps": "DDIM 步数", "eta": "DDIM η", "n": "生成数量",
         "generate": "生成", "stop": "停止", "progress": "进度", "pred_x0": "预测的 x₀",
         "scrub": "拖动回看每一步", "gif": "导出为 GIF 动图", "gif_file": "GIF",
         "from_image": "从真实图片出发", "start_t": "先加噪到第 t 步，再去噪",
         "generate_from_image": "从这张图去噪", "compare": "同一份初始噪声：DDPM 对比 DDIM",
         "run_compare": "两个都跑", "ddpm_result": "DDPM（走完全部 T 步）", "ddim_result": "DDIM",
+        "interp.title": "在噪声里插值两件衣服（Ho 等，2020，图 8）",
+        "interp.trio": "x_a · 加噪后的混合 x̄_t · λ 处的结果 · x_b",
+        "interp.row": "同一个 t、同一份噪声下，λ = 0、1/6、…、1",
+        "interp.a": "图像 x_a", "interp.b": "图像 x_b", "interp.t": "两张图都加噪到 t", "interp.lam": "混合比例 λ",
+        "interp.note": "两张图用同一份 ε（种子 {seed}）加噪到 t = {t}，再按 1 − λ 与 λ 的比例混合（λ = {lam:g}），"
+                       "再用无条件模型走 {steps} 步 DDIM 回到 t = 0。",
         "vlb_button": "在测试集图片上计算变分界（负 ELBO）", "vlb_plot": "各时间步的变分界（负 ELBO）",
         "toy": "二维玩具数据", "train": "开始训练（约 10 秒）", "loss": "损失", "toy_samples": "采样结果",
         "flow": "看点如何流动", "flow_t": "反向步数",

@@ -20,12 +20,13 @@ from ddpm.images import make_grid
 from ddpm.pretrained import MAX_GUIDANCE, load_pretrained
 
 from .common import LATEX, image_picker, load_image, number
-from . import predict, runs
+from . import interpolate, predict, runs
 from .i18n import Text, lesson, tr
 
 # The shipped Fashion-MNIST models, the app's default first (assets/models/MODEL_CARD.md): the small
-# one is distilled from the large one and is what a 2-core CPU can run in a few seconds.
-MODELS = ("fashion-mnist", "fashion-mnist-large")
+# one is distilled from the large one and is what a 2-core CPU can run in a few seconds; the 4-step one is the
+# small one progressively distilled (ddpm/progressive.py), with its guidance built in.
+MODELS = ("fashion-mnist", "fashion-mnist-large", "fashion-mnist-4step")
 MODEL = MODELS[0]
 MAX_N = 16                # images per request: one user cannot starve the others
 MAX_STORED = 200          # frames kept for the scrubber and the GIF
@@ -42,7 +43,7 @@ RUNS = runs.Runs(RUNS_BYTES)
 # the rest share the "short" lane's 2 slots. The estimate: network passes of one image x ms per pass, measured
 # on the 2-core CPU of bench/RESULTS.md (DDPM-1000 x 16 ~ 75 s; the default DDIM-50 x 16 ~ 4 s).
 LONG_SECONDS = 15.0
-MS_PER_IMAGE = {"fashion-mnist": 3.1, "fashion-mnist-large": 8.2}
+MS_PER_IMAGE = {"fashion-mnist": 3.1, "fashion-mnist-large": 8.2, "fashion-mnist-4step": 3.1}
 SAMPLE_FOLLOWERS = 64     # /sample's Gradio limit: learners following a run at once (the queue's max_size)
 REPLAY_FRAMES = 12        # a follower catching up on frames already computed sees at most this many of them,
 REPLAY_SECONDS = 1.0      # ... in about this long
@@ -86,6 +87,16 @@ def default_guidance_until(model: str = MODEL) -> int:
     """The guidance slider's partner: guide only while t <= this (the model's tuned interval; T-1 = always)."""
     p = pipe(model)
     return p.guidance_interval[1] if p.guidance_interval else p.timesteps - 1
+
+
+def model_settings(model: str = MODEL) -> tuple:
+    """Switching models: the guidance slider's partner moves to the model's tuned interval, and a model with its
+    guidance distilled in hides both guidance sliders (one pass per step: there is no scale to set) and sets the
+    steps to its own default (4 for the 4-step model; 50 for the others)."""
+    p = pipe(model)
+    shown = p.guidance_distilled is None
+    return (gr.update(value=default_guidance_until(model), visible=shown), gr.update(visible=shown),
+            gr.update(value=p.default_steps))
 
 
 def check(label, sampler, steps, eta, guidance_scale, seed, n, guidance_until=None, model=MODEL) -> dict:
@@ -454,9 +465,9 @@ def build(text: Text) -> dict:
     # computations take turns in lessons/runs.py's lanes (2 short slots, 1 long); app.py raises max_threads to match
     run = go.click(sample_event, [label, sampler, steps, eta, guidance, seed, n, until, model, text.state], outs,
                    api_name="sample", concurrency_limit=SAMPLE_FOLLOWERS, concurrency_id="sample")
-    # each model has its own tuned guidance interval: switching models moves the slider to it
-    # (.input, not .change: a deep link that sets both must keep its own guide_until)
-    model.input(default_guidance_until, model, until, queue=False, api_visibility="private")
+    # each model has its own tuned guidance interval and default steps: switching models moves the sliders to
+    # them (.input, not .change: a deep link that sets both must keep its own guide_until and steps)
+    model.input(model_settings, model, [until, guidance, steps], queue=False, api_visibility="private")
     frame_k.input(scrub, [stored, frame_k, text.state], [xt, x0, progress], show_progress="hidden",
                   api_visibility="private")
     for trigger in (seed.submit, n.release):
@@ -493,6 +504,7 @@ def build(text: Text) -> dict:
         run_cmp = go_cmp.click(compare, [label, steps, guidance, seed, n, until, model, text.state],
                                [c_ddim, c_ddpm, c_note],
                                concurrency_limit=2, concurrency_id="model", api_visibility="private")
+    interpolate.build(text, seed)
     stop.click(None, cancels=[run, run_img, run_cmp], api_visibility="private")
     return dict(label=label, sampler=sampler, steps=steps, eta=eta, guidance=guidance, guide_until=until,
                 seed=seed, n=n, model=model,

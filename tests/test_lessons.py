@@ -221,10 +221,19 @@ def test_each_shipped_model_is_one_choice_away():
         assert np.array_equal(ups[-1][0], reverse.grid_picture(want))
         assert reverse.default_guidance_until(m) == (p.guidance_interval[1] if p.guidance_interval else 999)
         grids.append(ups[-1][0])
-    assert len(reverse.MODELS) == 2 and not np.array_equal(grids[0], grids[1])
+    assert len(reverse.MODELS) == 3 and all(not np.array_equal(grids[i], grids[j]) for i, j in ((0, 1), (0, 2), (1, 2)))
     assert [v for _, v in reverse.model_choices()] == list(reverse.MODELS)
     with pytest.raises(gr.Error, match="unknown model"):
         _drain(reverse.sample("Bag", "ddim", 4, 0.0, 3.0, 1, 2, None, "imagenet"))
+
+
+def test_switching_to_the_4_step_model_hides_guidance_and_sets_its_steps():
+    """Its guidance is distilled into the network: no scale to set, and its JSON's 4 steps become the default."""
+    until, guidance, steps = reverse.model_settings("fashion-mnist-4step")
+    assert until["visible"] is False and guidance["visible"] is False and steps["value"] == 4
+    until, guidance, steps = reverse.model_settings("fashion-mnist")
+    assert until["visible"] is True and guidance["visible"] is True and steps["value"] == 50
+    assert until["value"] == reverse.default_guidance_until("fashion-mnist")
 
 
 def test_from_image():

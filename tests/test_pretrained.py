@@ -159,3 +159,40 @@ def test_bfloat16_precision_matches_float32_to_the_eye(pipe):
     from ddpm.pretrained import cpu_has_native_bf16
     auto = load_pretrained("fashion-mnist", device="cpu", precision="auto")
     assert auto.precision == ("bfloat16" if cpu_has_native_bf16() else "float32")
+
+
+def test_interpolation_endpoints_are_the_plain_runs(pipe):
+    """Ho et al. Sec. 4.3: lam = 0 and 1 give the plain runs from x_a and x_b (same seed, same noise)."""
+    xa, xb = pipe.sample(n=2, steps=10, labels=["Sneaker", "Trouser"], seed=0).chunk(2)
+    out = pipe.interpolate(xa, xb, 400, [0.0, 0.5, 1.0], seed=3, steps=10)
+    plain_a = pipe.sample(n=1, init_image=xa, start_t=400, seed=3, steps=10, guidance_scale=0)
+    plain_b = pipe.sample(n=1, init_image=xb, start_t=400, seed=3, steps=10, guidance_scale=0)
+    assert out.shape == (3, 1, 28, 28)
+    assert torch.allclose(out[0], plain_a[0], atol=1e-4) and torch.allclose(out[2], plain_b[0], atol=1e-4)
+    assert torch.allclose(pipe.interpolate(xa, xb, 400, 0.0, seed=3, steps=10), plain_a, atol=1e-5)
+    mid = out[1]
+    assert (mid - out[0]).abs().mean() > 0.02 and (mid - out[2]).abs().mean() > 0.02
+
+
+def test_interpolation_from_small_t_is_a_cross_fade(pipe):
+    """From a small t the mix survives nearly as it was; from a large t the model repaints it into one
+    garment (further from the cross-fade)."""
+    xa, xb = pipe.sample(n=2, steps=10, labels=["Sneaker", "Trouser"], seed=0).chunk(2)
+    fade = 0.5 * xa + 0.5 * xb
+    small = pipe.interpolate(xa, xb, 20, 0.5, seed=1, steps=50)
+    large = pipe.interpolate(xa, xb, 800, 0.5, seed=1, steps=50)
+    assert (small - fade).abs().mean() < 0.05
+    assert (large - fade).abs().mean() > 2 * (small - fade).abs().mean()
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(t=400, lam=1.5), "lam must lie"),
+    (dict(t=1000, lam=0.5), "start_t"),
+    (dict(t=400, lam=[]), "lam must lie"),
+])
+def test_interpolation_bad_arguments(pipe, kwargs, match):
+    x = torch.rand(1, 1, 28, 28)
+    with pytest.raises(ValueError, match=match):
+        pipe.interpolate(x, x, **kwargs)
+    with pytest.raises(ValueError, match="shape"):
+        pipe.interpolate(torch.rand(2, 1, 28, 28), x, 400, 0.5)

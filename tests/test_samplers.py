@@ -181,6 +181,27 @@ def test_guidance_interval_guides_only_inside_it():
     assert torch.equal(uncond(torch.zeros(2, 3), torch.tensor([999, 999])), torch.zeros(2, 3))
 
 
+def test_negative_prompt_replaces_the_unconditional_branch():
+    """eps = eps_neg + s (eps_pos - eps_neg), as Stable Diffusion's negative prompt: a model that answers
+    each label by its value makes the formula visible."""
+    calls = []
+
+    def model(x, t, labels=None):
+        calls.append(None if labels is None else labels.tolist())
+        lab = torch.full((x.shape[0],), -1.0) if labels is None else labels.float()
+        return lab.reshape(-1, 1).expand_as(x).clone()                # eps = the label's value
+    pos, neg = torch.tensor([3, 4]), torch.tensor([5, 5])
+    out = guided(model, pos, guidance_scale=2.0, negative_labels=neg)(torch.zeros(2, 3), torch.tensor([7, 7]))
+    assert calls == [[3, 4, 5, 5]]                                     # one batch of 2B: positive, then negative
+    assert torch.equal(out, torch.tensor([[1.0] * 3, [3.0] * 3]))      # 5 + 2 (3 - 5), 5 + 2 (4 - 5)
+    calls.clear()                                                      # no positive label: away from neg alone
+    out = guided(model, None, guidance_scale=2.0, negative_labels=neg)(torch.zeros(2, 3), torch.tensor([7, 7]))
+    assert calls == [[-1, -1, 5, 5]] and torch.equal(out, torch.full((2, 3), -7.0))   # 5 + 2 (-1 - 5)
+    calls.clear()                                                      # s = 0: the negative branch alone
+    out = guided(model, pos, guidance_scale=0.0, negative_labels=neg)(torch.zeros(2, 3), torch.tensor([7, 7]))
+    assert calls == [[5, 5]] and torch.equal(out, torch.full((2, 3), 5.0))
+
+
 def test_timesteps_for():
     assert timesteps_for("ddpm", 50, 1000) == list(range(999, -1, -1))
     assert len(timesteps_for("ddim", 50, 1000)) == 50

@@ -16,8 +16,9 @@ from zh_text import english_words, half_width_punctuation
 LESSONS = Path(__file__).resolve().parent.parent / "lessons"
 # Latin that is maths or code, not prose, in text that cannot carry $...$ or `...` (plot labels, plain labels):
 # x_{t-1} and x_0 read as "x_", p_θ as "p_", {t-1} as "t-", L_0 / L_T / L_simple, SNR_t, the variance options'
-# names, and the exponent of 2.2e-05.
-SYMBOLS = {"x", "p", "t", "l", "l_t", "l_simple", "snr_t", "x_t", "fixed_large", "fixed_small", "e"}
+# names, the exponent of 2.2e-05, and the interpolation's x_a, x_b and the latent z_t.
+SYMBOLS = {"x", "p", "t", "l", "l_t", "l_simple", "snr_t", "x_t", "fixed_large", "fixed_small", "e",
+           "x_a", "x_b", "z_t"}
 
 
 # ---- lint: the lesson files and the UI table ---------------------------------------------------------------

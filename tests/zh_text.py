@@ -48,6 +48,7 @@ PROPER = {
     "sneaker", "trouser", "bag", "shirt", "coat", "dress", "sandal", "pullover", "ankle", "boot", "t-shirt",
     "top", "photo", "cat", "coffee", "astronaut", "swiss-roll", "two-moons", "8-gaussians", "checkerboard",
     "rings", "any", "eps", "epsilon", "x_t", "x_0", "pred", "noise", "v",
+    "rombach", "esser", "peebles", "xie", "liu", "lipman", "radford", "psnr", "db",
 }
 _LATIN_WORD = re.compile(r"(?<![A-Za-z_\\])[A-Za-z][A-Za-z_\-]+")
 

@@ -27,7 +27,7 @@ class Frame:
 
 
 def guided(model: torch.nn.Module, labels: torch.Tensor | None, guidance_scale: float = 1.0,
-           interval: tuple[int, int] | None = None) -> ModelFn:
+           interval: tuple[int, int] | None = None, negative_labels: torch.Tensor | None = None) -> ModelFn:
     """Wrap a class-conditional `model(x, t, labels)` as `fn(x, t)`.
 
     eps = eps_uncond + s (eps_cond - eps_uncond) (Ho & Salimans 2022, Eq. 6 with w = s - 1): s = 0 is
@@ -40,9 +40,16 @@ def guided(model: torch.nn.Module, labels: torch.Tensor | None, guidance_scale: 
     At high noise guidance mostly drives every sample towards the same prototype (it costs
     diversity); at low noise it changes little. For s <= 1 (unconditional, a mix, plain conditional)
     there is no push to limit, and the classic formula holds at every step.
+
+    negative_labels: a negative prompt, as Stable Diffusion has one. Its prediction takes the place of the
+    unconditional one, eps = eps_neg + s (eps_pos - eps_neg): the sample is pushed towards the prompt *and
+    away from* the negative prompt. Without a (positive) label it pushes away from the negative alone.
     """
+    if negative_labels is not None and labels is None:
+        labels = torch.full_like(negative_labels, -1)             # "anything but the negative prompt"
     if labels is None or guidance_scale == 0.0:
-        return lambda x, t: model(x, t, labels=None)              # s = 0: the unconditional pass alone
+        return lambda x, t: model(x, t, labels=negative_labels)   # s = 0: the unconditional (or negative) pass alone
+    uncond = negative_labels if negative_labels is not None else torch.full_like(labels, -1)   # -1: "no class"
     if guidance_scale == 1.0:
         return lambda x, t: model(x, t, labels=labels)
     if interval is None or guidance_scale < 1.0:
@@ -53,8 +60,7 @@ def guided(model: torch.nn.Module, labels: torch.Tensor | None, guidance_scale: 
         inside = (t >= lo) & (t <= hi)                                            # (B,)
         if not inside.any():
             return model(x, t, labels=labels)
-        out = model(torch.cat([x, x]), torch.cat([t, t]),
-                    labels=torch.cat([labels, torch.full_like(labels, -1)]))   # -1: the "no class" token
+        out = model(torch.cat([x, x]), torch.cat([t, t]), labels=torch.cat([labels, uncond]))   # one batch of 2B
         eps_cond, eps_uncond = out.chunk(2)
         eps = eps_uncond + guidance_scale * (eps_cond - eps_uncond)
         if not inside.all():                                   # a batch that mixes timesteps

@@ -291,6 +291,64 @@
     return { load, show, get t() { return shown; } };
   })();
 
+  // ---- tab 5 · latent: x_t and z_t by Eq. 4 from ddpm's tables; D(z_t) decoded by the server, flipped here ------
+  D.latent = (function () {
+    let st = null, shown = -1;
+    const ONE = { c: 1, h: 7, w: 7 };
+    function channels(holder, z, scale) {              // (4, 7, 7) -> four 7x7 canvases, z / 3 as grey like eps
+      const cs = holder.querySelectorAll("canvas"), n = 49;
+      for (let k = 0; k < cs.length; k++) paint(cs[k], ONE, z.subarray(k * n, (k + 1) * n).map((v) => v / scale));
+    }
+    function load(p) {
+      if (!p || !p.z0) return;
+      const bytes = atob(p.frames), frames = new Uint8Array(bytes.length);
+      for (let i = 0; i < bytes.length; i++) frames[i] = bytes.charCodeAt(i);
+      st = { x0: tensor(p.x0), eps: tensor(p.eps), rec: tensor(p.rec), err: tensor(p.err), z0: tensor(p.z0),
+             epsz: tensor(p.eps_z), frames, step: p.step, tab: tables(p.tables), T: p.T, labels: p.labels, holder: null };
+      st.xt = new Float32Array(st.x0.data.length); st.zt = new Float32Array(st.z0.data.length);
+      st.dzt = new Float32Array(st.x0.data.length);
+      shown = -1;
+      show(p.t);
+    }
+    function mount(holder) {
+      const L = st.labels;
+      for (const k of ["x0", "z0", "rec", "err", "xt", "zt", "dzt"]) setText("latent-cap-" + k, L[k]);
+      setText("latent-eq-cite", L.cite);
+      const nums = byId("latent-numbers");
+      if (nums) nums.innerHTML = L.numbers;            // our own text (lessons/i18n.py), not a user's
+      paint(byId("latent-x0-canvas"), st.x0, st.x0.data);
+      paint(byId("latent-rec-canvas"), st.rec, st.rec.data);
+      paint(byId("latent-err-canvas"), st.err, st.err.data);
+      channels(byId("latent-z0"), st.z0.data, 3);
+      st.holder = holder;
+    }
+    function draw(want, again) {
+      if (!st) return true;
+      const k = Math.min(Math.floor((st.T - 1) / st.step), Math.max(0, Math.round(want / st.step)));
+      const t = k * st.step;                          // the decodings exist on the slider's grid only
+      if (t === shown && st.holder && st.holder.isConnected) return;
+      const holder = byId("latent-xt");
+      if (!holder) return false;
+      if (!shownSize(holder, again)) return "hidden";
+      if (holder !== st.holder) mount(holder);
+      const a = st.tab.sqrt_alphas_cumprod[t], b = st.tab.sqrt_one_minus_alphas_cumprod[t];
+      for (let i = 0; i < st.xt.length; i++) st.xt[i] = a * st.x0.data[i] + b * st.eps.data[i];     // Eq. 4
+      for (let i = 0; i < st.zt.length; i++) st.zt[i] = a * st.z0.data[i] + b * st.epsz.data[i];   // Eq. 4, latents
+      const n = st.dzt.length, off = k * n;
+      for (let i = 0; i < n; i++) st.dzt[i] = st.frames[off + i] / 127.5 - 1;
+      paint(holder.querySelector("canvas"), st.x0, st.xt);
+      channels(byId("latent-zt"), st.zt, 3);
+      paint(byId("latent-dzt-canvas"), st.x0, st.dzt);
+      holder.dataset.t = String(t);
+      for (const el of document.querySelectorAll(".latent-eq-t")) el.textContent = String(t);
+      setText("latent-eq-a", fmt(a)); setText("latent-eq-b", fmt(b));
+      shown = t;
+      holder.dispatchEvent(new CustomEvent("ddpm:shown", { detail: t }));
+    }
+    const show = scheduler("latent-t", draw);
+    return { load, show, get t() { return shown; } };
+  })();
+
   // ---- tab 4 · training: the points of a reverse run, step by step (the run itself was made by the server) --
   D.flow = (function () {
     let st = null, shown = -1;

@@ -45,8 +45,8 @@ def _src(page, elem_label: str) -> str:
     return img.get_attribute("src") or ""
 
 
-TABS = {"en": ["1 · Forward", "2 · Posterior", "3 · Reverse", "4 · Training", "5 · Quiz"],
-        "zh": ["1 · 前向", "2 · 后验", "3 · 反向", "4 · 训练", "5 · 面试题"]}
+TABS = {"en": ["1 · Forward", "2 · Posterior", "3 · Reverse", "4 · Training", "5 · Latent", "6 · Quiz"],
+        "zh": ["1 · 前向", "2 · 后验", "3 · 反向", "4 · 训练", "5 · 潜空间", "6 · 面试题"]}
 VIEWPORTS = {"desktop": {"width": 1400, "height": 1000}, "phone": {"width": 390, "height": 844}}
 
 
@@ -90,6 +90,9 @@ def test_stage_leads_every_tab_and_every_tab_is_reachable(browser, app_url, lang
     page.wait_for_function("document.querySelector('#flow-canvas')?.dataset.step === '100'", timeout=30_000)
     assert _box(page, "#flow-canvas")["top"] < height
     page.get_by_role("tab", name=TABS[lang][4], exact=True).click()
+    _wait_t(page, "#latent-xt", 500)
+    assert _box(page, "#latent-xt")["bottom"] < height and _box(page, "#tab-latent input[type=range]")["bottom"] < height
+    page.get_by_role("tab", name=TABS[lang][5], exact=True).click()
     page.close()
     assert not errors, errors
 
@@ -162,6 +165,49 @@ def test_the_page_draws_the_posterior(page, app_url):
                           ("#posterior-draw-canvas", mean + var.sqrt() * z)):
             got = _canvas(page, sel).astype(int)
             assert np.abs(got - _picture(want).astype(int)).max() <= 1, (sel, t)
+
+
+def test_the_latent_stage_draws_q_sample_on_pixels_and_latents(page, app_url):
+    """The latent tab's stage: x_t (Eq. 4 on pixels) and z_t (Eq. 4 on the latents z_0 = E(x_0)) are computed in
+    the browser from ddpm's numbers; D(z_t) is the server's decoding. All three against ddpm at several t."""
+    from lessons import latent
+    p = latent.pipe()
+    page.goto(app_url + "?tab=latent&t=300&image=trouser")
+    x0 = reverse.to_model_image("trouser")                                  # (1, 1, 28, 28) in [0, 1]
+    z0 = p.encode(x0)
+    eps_x, eps_z = noise_like(x0, 0), noise_like(z0, 1)
+    for t in (300, 305, 0, 995):
+        if t != 300:
+            box = page.locator("#latent-t input[type=number]").first
+            box.fill(str(t))
+            box.press("Enter")
+        _wait_t(page, "#latent-xt", t)
+        page.wait_for_function(f"document.querySelector('#latent-eq-a')?.innerText === "
+                               f"'{fmt(p.schedule.sqrt_alphas_cumprod[t])}'", timeout=30_000)
+        got = _canvas(page, "#latent-xt canvas").astype(int)
+        assert np.abs(got - _picture(q_sample(p.schedule, x0 * 2 - 1, t, eps_x)).astype(int)).max() <= 1, t
+        z_t = q_sample(p.schedule, z0, t, eps_z)                            # (1, 4, 7, 7)
+        for k in range(4):
+            got = _canvas(page, f"#latent-zt canvas:nth-child({k + 1})").astype(int)
+            assert np.abs(got - _picture(z_t[:, k:k + 1] / 3).astype(int)).max() <= 1, (t, k)
+        got = _canvas(page, "#latent-dzt-canvas").astype(int)
+        assert np.abs(got - _picture(p.decode(z_t) * 2 - 1).astype(int)).max() <= 2, t
+    page.locator("#latent-generate").click()
+    page.wait_for_function("(document.querySelector('#latent-cost')?.innerText || '').includes('Step 50/50')",
+                           timeout=120_000)
+
+
+def test_the_4_step_model_hides_the_guidance_sliders(page, app_url):
+    page.goto(app_url + "?tab=reverse")
+    page.get_by_role("tab", name="3 · Reverse", selected=True).wait_for(timeout=15_000)
+    scale = page.get_by_label("number input for Guidance scale s")
+    scale.wait_for(timeout=15_000)
+    page.locator('input[type=radio][value="fashion-mnist-4step"]').click()
+    page.wait_for_function("document.querySelector('input[aria-label=\"number input for DDIM steps\"]')"
+                           "?.value === '4'", timeout=15_000)
+    assert not scale.is_visible()
+    page.locator('input[type=radio][value="fashion-mnist"]').click()
+    scale.wait_for(state="visible", timeout=15_000)
 
 
 def test_chinese_and_a_streamed_generation(page, app_url):
