@@ -1,4 +1,4 @@
-"""Tab 5 · Quiz: interview questions from lessons/quiz.{lang}.md, one at a time, each linked to the tab that shows it.
+"""Tab 6 · Quiz: interview questions from lessons/quiz.{lang}.md, one at a time, each linked to the tab that shows it.
 
 State (one `gr.State` per browser session) is a plain dict `{"index": int, "answers": {qid: {...}}}` keyed by
 question id, so switching language keeps the question, the answers and the score.
@@ -15,7 +15,7 @@ import gradio as gr
 from .common import LATEX
 from .i18n import HERE, LANGS, Text, tr
 
-TABS = ("forward", "posterior", "reverse", "training")   # tabs a question may point at (the `tab` query values)
+TABS = ("forward", "posterior", "reverse", "training", "latent")   # tabs a question may point at (`tab` in links)
 LETTERS = "ABCDEFGH"
 HEADER = re.compile(r"^##\s+(q\d+)\s*\|\s*(mc|open)\s*\|\s*([a-z_]+)\s*$")
 OPTION = re.compile(r"^- \[([ xX])\] (.+)$")

@@ -196,3 +196,30 @@ def test_interpolation_bad_arguments(pipe, kwargs, match):
         pipe.interpolate(x, x, **kwargs)
     with pytest.raises(ValueError, match="shape"):
         pipe.interpolate(torch.rand(2, 1, 28, 28), x, 400, 0.5)
+
+
+def test_the_shipped_4_step_model():
+    """fashion-mnist-4step (progressive distillation, ddpm/progressive.py): its JSON's 4 steps on a trailing grid,
+    guidance built in (one conditional pass per step), deterministic, and its samples are their class."""
+    from ddpm.evaluate import load_classifier
+    fast = load_pretrained("fashion-mnist-4step", device="cpu")
+    assert fast.default_steps == 4 and fast.spacing == "trailing" and fast.guidance_distilled == 3.0
+    assert fast.prediction == "v" and fast.num_parameters == 280_881
+    frames = list(fast.progressive(n=3, labels="Sneaker", seed=5))
+    assert [f.t for f in frames] == [999, 749, 499, 249]                       # 4 steps from t = T - 1
+    a = frames[-1].x_t
+    assert a.shape == (3, 1, 28, 28) and a.min() >= 0 and a.max() <= 1
+    assert torch.equal(a, fast.sample(n=3, labels="Sneaker", seed=5)) and not torch.equal(a, fast.sample(n=3, labels="Sneaker", seed=6))
+    calls = []
+    hook = fast.model.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
+    try:
+        fast.sample(n=2, labels="Bag", guidance_scale=3.0)
+    finally:
+        hook.remove()
+    assert calls == [2, 2, 2, 2]                                                # one pass of n per step: no 2n
+    labels = list(range(10)) * 2
+    with torch.no_grad():
+        pred = load_classifier()(fast.sample(n=20, labels=labels, seed=0)).argmax(1)
+    assert (pred == torch.tensor(labels)).float().mean() >= 0.85
+    with pytest.raises(ValueError, match="distilled"):
+        fast.sample(n=1, labels="Bag", negative_labels="Sandal")
