@@ -126,19 +126,26 @@ def generate(prompt: str = "sneaker", negative: str = "", guidance_scale: float 
     (latent x_t, latent x0-hat, z_t channels, pixel x_t, pixel x0-hat, cost Markdown). The API's /latent."""
     a = check(prompt, negative, guidance_scale, steps, seed, n)
     lat, pix = pipe(), load_pretrained(PIXEL, precision="auto")
-    runs = {"latent": lat.progressive(**a), "pixel": pix.progressive(**a)}
-    spent = {"latent": 0.0, "pixel": 0.0}
-    last, frames = 0.0, {}
-    for i in range(1, a["steps"] + 1):
-        for name, gen in runs.items():
-            t0 = time.perf_counter()
-            frames[name] = next(gen)
-            spent[name] += time.perf_counter() - t0
-        if time.time() - last > 0.1 or i == a["steps"]:
-            last = time.time()
+
+    def compute():
+        gens = {"latent": lat.progressive(**a), "pixel": pix.progressive(**a)}
+        spent, frames = {"latent": 0.0, "pixel": 0.0}, {}
+        for i in range(1, a["steps"] + 1):
+            for name, gen in gens.items():
+                t0 = time.perf_counter()
+                frames[name] = next(gen)
+                spent[name] += time.perf_counter() - t0
             fl, fp = frames["latent"], frames["pixel"]
+            # only the newest update reaches the browser (lessons/runs.py): pictures are made for every step,
+            # cheaply (16 small grids), so that the last one is always the final one
             yield (_grid(fl.x_t), _grid(fl.x0_pred), _channels(fl.z_t), _grid(fp.x_t), _grid(fp.x0_pred),
                    cost_table(spent, i, a, lang))
+    # in the app's lanes with the Reverse tab's runs (two models: twice the pixel model's estimate)
+    from .reverse import LONG_SECONDS, RUNS, cost_seconds
+    from ddpm.samplers import timesteps_for
+    ts = timesteps_for("ddim", a["steps"], pix.timesteps)
+    est = 2 * cost_seconds(pix, {**a, "guidance_interval": None}, ts)
+    yield from RUNS.in_lane(compute, "long" if est > LONG_SECONDS else "short")
 
 
 def cost_table(spent: dict, i: int, a: dict, lang: str = "en") -> str:

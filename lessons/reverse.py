@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from ddpm.images import make_grid
 from ddpm.pretrained import MAX_GUIDANCE, load_pretrained
+from ddpm.samplers import timesteps_for
 
 from .common import LATEX, image_picker, load_image, number
 from . import interpolate, predict, runs
@@ -249,14 +250,23 @@ def _render(source, ts: list[int], n: int, lang: str = "en",
             source.close()
 
 
-def _stream(frames: Iterator, ts: list[int], n: int, first: torch.Tensor, lang: str = "en") -> Iterator[tuple]:
-    """Frames computed here, in this thread -> (x_t grid, x0 grid, progress Markdown, stored frames, scrub slider
-    update), throttled. At most MAX_STORED frames are kept, small (uint8, 28x28 each), and enlarged only when shown."""
-    def items():
+def _stream(frames: Callable[[], Iterator], ts: list[int], n: int, first: torch.Tensor, lang: str = "en",
+            lane: str = "short") -> Iterator[tuple]:
+    """Frames computed in a slot of `lane`, unshared -> (x_t grid, x0 grid, progress Markdown, stored frames, scrub
+    slider update), throttled. At most MAX_STORED frames are kept, small (uint8, 28x28 each), and enlarged only when
+    shown. ZeroGPU: computed here, in this thread (the GPU is lent to this call only)."""
+    def start():
         s = _start(first)
-        yield s, True, s.nbytes
-        yield from _steps(frames, len(ts))
-    yield from _render(runs.inline(items()), ts, n, lang)
+        return s, s.nbytes
+
+    def compute():
+        yield from _steps(frames(), len(ts))
+    if spaces is not None:
+        s0, nbytes = start()
+        source = runs.inline(_chain((s0, True, nbytes), compute()))
+    else:
+        source = RUNS.follow(None, compute, start, lane)
+    yield from _render(source, ts, n, lang)
 
 
 def run_key(p, a: dict) -> tuple:
@@ -286,7 +296,6 @@ def _sample(label, sampler, steps, eta, guidance_scale, seed, n, guidance_until,
             picture: Callable[[Step, str], object]) -> Iterator[tuple]:
     a = check(label, sampler, steps, eta, guidance_scale, seed, n, guidance_until, model)    # gr.Error first
     p = pipe(model)
-    from ddpm.samplers import timesteps_for
     ts = timesteps_for(a["sampler"], a["steps"], p.timesteps, spacing=getattr(p, "spacing", "linspace"))
 
     def compute():
@@ -358,12 +367,11 @@ def from_image(image=None, start_t: int = 600, label: str = "any", sampler: str 
     start_t = number(start_t, "start t", 0, p.timesteps - 1, integer=True)
     x0 = to_model_image(image)
     from ddpm import q_sample
-    from ddpm.samplers import timesteps_for
-    ts = timesteps_for(a["sampler"], a["steps"], p.timesteps, start_t=start_t)
+    ts = timesteps_for(a["sampler"], a["steps"], p.timesteps, start_t=start_t, spacing=p.spacing)
     noisy = q_sample(p.schedule, (x0 * 2 - 1).expand(a["n"], -1, -1, -1), start_t,
                      p.initial_noise(a["n"], a["seed"]).cpu())
-    frames = p.progressive(**a, init_image=x0, start_t=start_t)
-    yield from _stream(frames, ts, a["n"], ((noisy.clamp(-1, 1) + 1) / 2).float(), lang)
+    frames = lambda: p.progressive(**a, init_image=x0, start_t=start_t)        # noqa: E731
+    yield from _stream(frames, ts, a["n"], ((noisy.clamp(-1, 1) + 1) / 2).float(), lang, lane_for(p, a, ts))
 
 
 def compare(label: str = "any", steps: int = 50, guidance_scale: float = 3.0, seed: int = 0, n: int = 4,
@@ -372,18 +380,22 @@ def compare(label: str = "any", steps: int = 50, guidance_scale: float = 3.0, se
     a = check(label, "ddim", steps, 0.0, guidance_scale, seed, n, guidance_until, model)
     p = pipe(model)
     x_T = p.initial_noise(a["n"], a["seed"])
-    t0 = time.time()
-    ddim = p.sample(**a, x_T=x_T)
-    t_ddim = time.time() - t0
-    yield grid_picture(ddim), None, tr("msg.cmp_start", lang).format(steps=a["steps"], t_ddim=t_ddim, T=p.timesteps)
-    a.update(sampler="ddpm")
-    t0, last = time.time(), 0.0
-    for i, f in enumerate(p.progressive(**a, x_T=x_T), 1):
-        if time.time() - last > 0.25 or i == p.timesteps:
-            last = time.time()
-            yield (grid_picture(ddim), grid_picture(f.x_t),
-                   tr("msg.cmp_step", lang).format(steps=a["steps"], t_ddim=t_ddim, T=p.timesteps, i=i,
-                                                   elapsed=time.time() - t0))
+
+    def compute():
+        t0 = time.time()
+        ddim = p.sample(**a, x_T=x_T)
+        t_ddim = time.time() - t0
+        yield grid_picture(ddim), None, tr("msg.cmp_start", lang).format(steps=a["steps"], t_ddim=t_ddim, T=p.timesteps)
+        t0, last = time.time(), 0.0
+        for i, f in enumerate(p.progressive(**{**a, "sampler": "ddpm"}, x_T=x_T), 1):
+            if time.time() - last > 0.25 or i == p.timesteps:
+                last = time.time()
+                yield (grid_picture(ddim), grid_picture(f.x_t),
+                       tr("msg.cmp_step", lang).format(steps=a["steps"], t_ddim=t_ddim, T=p.timesteps, i=i,
+                                                       elapsed=time.time() - t0))
+    ts = timesteps_for("ddpm", p.timesteps, p.timesteps)
+    # DDPM's 1000 steps make this a long run: it takes the long lane, which steps aside for short ones
+    yield from (compute() if spaces is not None else RUNS.in_lane(compute, lane_for(p, {**a, "sampler": "ddpm"}, ts)))
 
 
 def scrub(stored: list, k: int, lang: str = "en"):

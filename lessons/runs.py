@@ -259,6 +259,21 @@ class Runs:
                          name=f"run-{run.lane.name}-{self.computations}").start()
         return f
 
+    def in_lane(self, compute: Callable[[], Iterable[Any]], lane: str = "short", waiting: Any = None) -> Iterator[Any]:
+        """`compute()`'s items, computed in a slot of `lane` and never shared (the Reverse tab's "from an image" and
+        "DDPM vs DDIM", the latent tab): the same fairness as /sample's runs. Only the newest item reaches a caller
+        that reads slower than it is made. While the run waits for a slot, `waiting` is yielded (if not None)."""
+        f = self.follow(None, lambda: ((item, False, 0) for item in compute()), None, lane)
+        try:
+            for item in f:
+                if item is WAITING:
+                    if waiting is not None:
+                        yield waiting
+                    continue
+                yield item
+        finally:
+            f.close()
+
     def _produce(self, run: Run, compute: Callable[[], Iterable[tuple[Any, bool, int]]]) -> None:
         lane, got, error, items = run.lane, False, None, None
         try:

@@ -344,3 +344,22 @@ def test_on_zerogpu_each_call_computes_in_its_own_thread(tiny, monkeypatch):
     alone = list(reverse.sample("Bag", "ddim", 5, 0.0, 3.0, 2, 2))
     assert reverse.RUNS.computations == 1 and len(tiny[1]) == 2               # the second did not use RUNS
     assert np.array_equal(alone[-1][0], shared[-1][0]) and len(alone[-1][3]) == len(shared[-1][3]) == 6
+
+
+def test_in_lane_computes_in_its_lane_and_says_when_it_waits():
+    """The Reverse tab's "from an image" and "DDPM vs DDIM" and the latent tab run through Runs.in_lane: unshared,
+    in a lane slot like /sample's runs, `waiting` while no slot is free, and the final item always arrives."""
+    lanes = {"short": runs.Lane("short", 1), "long": runs.Lane("long", 1)}
+    r = runs.Runs(lanes=lanes, wait=0.05)
+    started = []
+
+    def compute():
+        started.append(time.time())
+        yield from range(50)
+    assert lanes["short"].acquire(0.01)                       # the only short slot is busy
+    gen = r.in_lane(compute, "short", waiting="wait")
+    assert next(gen) == "wait" and next(gen) == "wait" and not started   # nothing computes while it waits
+    lanes["short"].release()
+    items = [x for x in gen if x != "wait"]
+    assert started and items[-1] == 49 and items == sorted(items)
+    assert lanes["short"].busy == 0 and r.cached() == []        # the slot is handed back; never cached
