@@ -170,6 +170,46 @@ def bench_guidance_passes(n: int) -> None:
             "s = 0 as fast as s = 1" if s == 0.0 else "")
 
 
+def bench_latent(n: int = 16, steps: int = 50) -> None:
+    """Latent diffusion against pixels (issue 16): DDIM-50 with classic guidance s = 3, n images, the latent model
+    and the pixel model advanced in lockstep (alternating who goes first); the time of the network alone per step
+    (one batched pass of 2n) and the decoder's, each the median of repeated calls."""
+    lat = load_pretrained("fashion-mnist-latent", device="cpu", precision="auto")
+    pix = load_pretrained("fashion-mnist", device="cpu", precision="auto")
+    kw = dict(n=n, steps=steps, guidance_scale=3.0, labels=["Sneaker"], seed=0, guidance_interval=None)
+    runs = {"pixel": pix.progressive(**kw), "latent": lat.progressive(**kw)}
+    total = {k: 0.0 for k in runs}
+    for i in range(steps):
+        for k in (list(runs) if i % 2 else list(runs)[::-1]):
+            t0 = time.perf_counter()
+            frame = next(runs[k])
+            if i == steps - 1:
+                frame.x_t                          # the final pictures: the latent run decodes them (only them)
+            total[k] += time.perf_counter() - t0
+
+    def per_call(fn, reps: int = 30) -> float:
+        fn()
+        ts = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t0)
+        return float(np.median(ts)) * 1000
+    lab = torch.tensor([7] * n + [-1] * n)
+    with torch.inference_mode():
+        call = {"pixel": per_call(lambda: pix.network(torch.randn(2 * n, 1, 28, 28), torch.full((2 * n,), 500), lab)),
+                "latent": per_call(lambda: lat.network(torch.randn(2 * n, 4, 7, 7), torch.full((2 * n,), 500), lab))}
+        dec = per_call(lambda: lat.decode(torch.randn(n, 4, 7, 7)))
+    for k, p in (("pixel", pix), ("latent", lat)):
+        dims = int(np.prod(p.data_shape))
+        row(f"{k} model ({_params(p)}, {dims} numbers): one network pass of 2 x {n} (guided), {p.precision}",
+            f"{call[k]:.1f} ms")
+    row(f"latent model: decoding {n} latents to pixels", f"{dec:.1f} ms")
+    for k in runs:
+        row(f"DDIM-{steps}, {n} images, s = 3 every step, {k} model (lockstep; the latent run decodes its result)",
+            f"{total[k]:.2f} s", "pixel / latent: " + f"{total['pixel'] / total['latent']:.2f}x" if k == "latent" else "")
+
+
 def _rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -466,9 +506,12 @@ def main() -> None:
                     help="only the browser rows (the forward and posterior stages in Chromium; starts the app itself); "
                          "with --write, only those rows of the table are replaced")
     ap.add_argument("--no-ddpm", action="store_true", help="everything but DDPM-1000 (slow on a CPU)")
+    ap.add_argument("--latent-only", action="store_true", help="only the latent-against-pixel rows")
     a = ap.parse_args()
     print(f"{'measurement':<58} {'value':<28} aim")
-    if a.browser_only:
+    if a.latent_only:
+        bench_latent(16)
+    elif a.browser_only:
         with running_app() as (url, _, _):
             bench_stage_in_browser(url)
     else:
@@ -476,6 +519,7 @@ def main() -> None:
             bench_handlers(10 if a.quick else 50)
             bench_sampler(16, run_ddpm=not (a.quick or a.no_ddpm))
             bench_guidance_passes(16)
+            bench_latent(16)
         if not a.quick:
             bench_app(users=8, generations=20)
     if a.write:

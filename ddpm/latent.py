@@ -27,11 +27,26 @@ from .samplers import Frame
 PIXEL_SHAPE = (1, 28, 28)
 
 
-@dataclass
-class LatentFrame(Frame):
-    """A Frame whose x_t / x0_pred are decoded to pixels (n, 1, 28, 28) in [0, 1], with the latents beside."""
-    z_t: torch.Tensor = None        # (n, 4, 7, 7): the state in latent space
-    z0_pred: torch.Tensor = None    # (n, 4, 7, 7): the network's estimate of z_0
+class LatentFrame:
+    """A Frame of a latent run: t, the latents z_t / z0_pred (n, 4, 7, 7), and x_t / x0_pred, their decodings to
+    pixels (n, 1, 28, 28) in [0, 1]. Decoding is done on first use only: it costs about as much as a step of the
+    network, so `sample`, which shows only the last frame, decodes only that one."""
+
+    def __init__(self, t: int, z_t: torch.Tensor, z0_pred: torch.Tensor, decode):
+        self.t, self.z_t, self.z0_pred, self._decode, self._pixels = t, z_t, z0_pred, decode, {}
+
+    def _pix(self, name: str) -> torch.Tensor:
+        if name not in self._pixels:
+            self._pixels[name] = self._decode(getattr(self, name))
+        return self._pixels[name]
+
+    @property
+    def x_t(self) -> torch.Tensor:
+        return self._pix("z_t")
+
+    @property
+    def x0_pred(self) -> torch.Tensor:
+        return self._pix("z0_pred")
 
 
 @dataclass
@@ -62,7 +77,7 @@ class LatentPipeline(Pipeline):
         return self.decode(x)
 
     def output_frame(self, f: Frame) -> LatentFrame:
-        return LatentFrame(t=f.t, x_t=self.decode(f.x_t), x0_pred=self.decode(f.x0_pred), z_t=f.x_t, z0_pred=f.x0_pred)
+        return LatentFrame(f.t, f.x_t, f.x0_pred, self.decode)
 
     @property
     def clip_x0(self) -> bool:

@@ -100,6 +100,12 @@ def model_settings(model: str = MODEL) -> tuple:
             gr.update(value=p.default_steps))
 
 
+def guidance_shown(model: str = MODEL) -> tuple:
+    """Only the visibility of the two guidance sliders (hidden for a model with its guidance distilled in)."""
+    shown = pipe(model).guidance_distilled is None
+    return gr.update(visible=shown), gr.update(visible=shown)
+
+
 def check(label, sampler, steps, eta, guidance_scale, seed, n, guidance_until=None, model=MODEL) -> dict:
     """Turn the UI/API values into Pipeline.progressive's arguments, or raise gr.Error."""
     p = pipe(model)
@@ -480,6 +486,8 @@ def build(text: Text) -> dict:
     # each model has its own tuned guidance interval and default steps: switching models moves the sliders to
     # them (.input, not .change: a deep link that sets both must keep its own guide_until and steps)
     model.input(model_settings, model, [until, guidance, steps], queue=False, api_visibility="private")
+    # a deep link's model hides or shows the guidance sliders too (its own steps and guide_until stay)
+    model.change(guidance_shown, model, [until, guidance], queue=False, api_visibility="private")
     frame_k.input(scrub, [stored, frame_k, text.state], [xt, x0, progress], show_progress="hidden",
                   api_visibility="private")
     for trigger in (seed.submit, n.release):

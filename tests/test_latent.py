@@ -70,6 +70,7 @@ def test_sample_shapes_ranges_and_determinism(pipe):
 def test_frames_carry_decoded_pixels_and_raw_latents(pipe):
     frames = list(pipe.progressive(n=2, steps=4, labels="Bag", seed=1))
     assert len(frames) == 4 and all(isinstance(f, LatentFrame) for f in frames)
+    assert frames[0]._pixels == {}                                     # nothing decoded until it is looked at
     for f in frames:
         assert f.x_t.shape == f.x0_pred.shape == (2, 1, 28, 28)
         assert f.z_t.shape == f.z0_pred.shape == (2, 4, 7, 7)

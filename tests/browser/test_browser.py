@@ -208,6 +208,10 @@ def test_the_4_step_model_hides_the_guidance_sliders(page, app_url):
     assert not scale.is_visible()
     page.locator('input[type=radio][value="fashion-mnist"]').click()
     scale.wait_for(state="visible", timeout=15_000)
+    page.goto(app_url + "?tab=reverse&model=fashion-mnist-4step&steps=4")     # a deep link hides them too
+    page.wait_for_function("document.querySelector('input[type=radio][value=\"fashion-mnist-4step\"]')"
+                           "?.getAttribute('aria-checked') === 'true'", timeout=15_000)
+    scale.wait_for(state="hidden", timeout=15_000)
 
 
 def test_chinese_and_a_streamed_generation(page, app_url):
