@@ -117,7 +117,21 @@ def build_app() -> gr.Blocks:
     return demo
 
 
+def fewer_malloc_arenas(n: int) -> None:
+    """glibc's malloc gives busy threads arenas of their own, up to 8 per core; a server with 128 worker threads
+    (followers of shared runs) keeps the freed memory of many of them. n arenas bound that (DDPM_MALLOC_ARENAS;
+    0 keeps glibc's default). Elsewhere than glibc this does nothing."""
+    if n <= 0:
+        return
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6").mallopt(-8, n)            # M_ARENA_MAX = -8 in glibc's malloc.h
+    except (OSError, AttributeError):
+        pass
+
+
 def main() -> None:
+    fewer_malloc_arenas(int(os.environ.get("DDPM_MALLOC_ARENAS", "2")))
     demo = build_app()
     # a queue with limits: 64 may wait; generation computes in lessons/runs.py's lanes (2 short runs and 1 long
     # at a time), and every learner who asks for the same pictures follows one shared run (lessons/reverse.py).

@@ -138,6 +138,42 @@ UI: dict[str, dict[str, str]] = {
         "msg.all": " (all {n})", "msg.frame": "frame {k}/{n} · t = {t}",
         "msg.cmp_start": "DDIM-{steps}: {t_ddim:.1f} s · DDPM-{T}: running…",
         "msg.cmp_step": "DDIM-{steps}: {t_ddim:.1f} s · DDPM-{T}: step {i}/{T}, {elapsed:.1f} s",
+        # ---- tab 4, "Paths, steps and the score" (lessons/paths.py)
+        "paths.title": "Paths, steps and the score", "paths.toy": "Toy data set",
+        "paths.t": "Timestep t (drawn in your browser)",
+        "paths.score_h": "The score field $s_\\theta(x, t) = -\\epsilon_\\theta(x, t)/\\sqrt{1-\\bar\\alpha_t}$",
+        "paths.score_note": "Arrows: the shipped DDPM model's score on a 21 × 21 grid; they point to where $x_t$ is more "
+                            "likely. Grey: the data $x_0$; blue: $x_t = \\sqrt{\\bar\\alpha_t}\\,x_0 + "
+                            "\\sqrt{1-\\bar\\alpha_t}\\,\\varepsilon$ for 200 of its points (`ddpm.q_sample`). **The "
+                            "arrows are rescaled at every t**: an arrow 0.8 grid cells long has the length $|s|_{90}$ "
+                            "printed in the corner, the 90th percentile of $|s|$ over the grid at that t; orange arrows "
+                            "are more than 1.5 times that and drawn cut to 1.5. (Unscaled they would shrink a hundredfold: "
+                            "on two-moons $|s|_{90}$ falls from 325 at t = 0 to 3.5 at t = 99.) The fields at all 100 "
+                            "t were sent once; dragging t only picks one.",
+        "paths.traj_h": "Twelve points, one starting noise, three samplers", "paths.traj": "Paths from x_T to x₀",
+        "paths.traj_note": "100 steps each, all from the same $x_T$ (black crosses). **Red**, DDPM ancestral sampling: "
+                           "fresh noise at every step, a jittery walk (the reverse SDE). **Blue**, DDIM with η = 0: no "
+                           "noise, smooth curves (the probability-flow ODE); it starts where red starts but lands "
+                           "elsewhere, since the two share only the marginals $p_t$, not the paths. **Green**, the "
+                           "flow-matching model, 100 Euler steps: nearly straight lines. Click a legend entry to hide it.",
+        "paths.steps_h": "Quality against the number of steps", "paths.steps": "Energy distance against steps",
+        "paths.steps_note": "Squared energy distance between 2,000 samples and 2,000 real points, mean over three noise "
+                            "seeds (lower is better); dashed: two sets of real points, what a perfect sampler would "
+                            "score. Measured by `python -m ddpm.toy_metrics` (`assets/models/MODEL_CARD.md`). **Why plain "
+                            "DDIM fails at few steps**: the toys' cosine schedule ends at $\\sqrt{\\bar\\alpha_T} = "
+                            "4.9\\times10^{-4}$ (SNR $2.4\\times10^{-7}$) and every grid starts at t = 99, so "
+                            "$\\hat x_0 = (x_t - \\sqrt{1-\\bar\\alpha_T}\\,\\hat\\varepsilon)/\\sqrt{\\bar\\alpha_T}$ "
+                            "multiplies the network's error by about 2,000 and throws points far off (two-moons, "
+                            "10 steps: as far as x = −150). The fixes: **clip $\\hat x_0$ to the data's box** (dotted "
+                            "blue); zero terminal SNR with v-prediction (Lin et al. 2024; it needs retraining, not shipped "
+                            "here), of which trailing spacing (orange) is only the grid half and alone barely helps; or "
+                            "**flow matching** (green), whose straight path starts at $x_1 = \\varepsilon$ and divides "
+                            "by nothing.",
+        "paths.fig.data": "data", "paths.fig.start": "x_T (shared noise)", "paths.fig.ddpm": "DDPM ancestral (SDE)",
+        "paths.fig.ddim": "DDIM η = 0 (ODE)", "paths.fig.flow": "flow matching (Euler)",
+        "paths.fig.clip": "DDIM, x̂₀ clipped to the data's box", "paths.fig.trailing": "DDIM, trailing spacing",
+        "paths.fig.floor": "floor: real vs real", "paths.fig.steps": "sampling steps (network calls)",
+        "paths.fig.energy": "energy distance", "paths.fig.blowup": "x̂₀ divides by √ᾱ_T = {a}:<br>points thrown far away",
     },
     "zh": {
         "title": "动手学扩散模型：从数学推导到 DDPM",
@@ -254,6 +290,39 @@ UI: dict[str, dict[str, str]] = {
         "msg.all": "（共 {n} 个）", "msg.frame": "第 {k}/{n} 帧 · t = {t}",
         "msg.cmp_start": "DDIM-{steps}：{t_ddim:.1f} 秒 · DDPM-{T}：运行中……",
         "msg.cmp_step": "DDIM-{steps}：{t_ddim:.1f} 秒 · DDPM-{T}：第 {i}/{T} 步，{elapsed:.1f} 秒",
+        # ---- 第 4 个标签页：“路径、步数与分数函数”（lessons/paths.py）
+        "paths.title": "路径、步数与分数函数", "paths.toy": "二维玩具数据",
+        "paths.t": "时间步 t（在浏览器里绘制）",
+        "paths.score_h": "分数函数场 $s_\\theta(x, t) = -\\epsilon_\\theta(x, t)/\\sqrt{1-\\bar\\alpha_t}$",
+        "paths.score_note": "箭头：自带 DDPM 模型在 21 × 21 网格上估计的分数，指向 $x_t$ 更可能出现的地方。灰点：真实"
+                            "数据 $x_0$；蓝点：取其中 200 个点算出的 $x_t = \\sqrt{\\bar\\alpha_t}\\,x_0 + "
+                            "\\sqrt{1-\\bar\\alpha_t}\\,\\varepsilon$（`ddpm.q_sample`）。**每个 t 的箭头都单独缩放过**："
+                            "长 0.8 个网格的箭头，长度等于角落里写的 $|s|_{90}$，即该 t 下网格上 $|s|$ 的第 90 百分位数；"
+                            "橙色箭头超过它的 1.5 倍，画的时候截到 1.5 倍。（不缩放的话，箭头会缩小上百倍：在 two-moons "
+                            "上，$|s|_{90}$ 从 t = 0 时的 325 降到 t = 99 时的 3.5。）全部 100 个时间步的场只发送一次，"
+                            "拖动 t 只是从中挑一个来画。",
+        "paths.traj_h": "十二个点，同一份初始噪声，三种采样器", "paths.traj": "从 x_T 到 x₀ 的路径",
+        "paths.traj_note": "每种都走 100 步，都从同一个 $x_T$（黑色叉号）出发。**红色**，DDPM 祖先采样：每步都加入新的"
+                           "噪声，走得磕磕绊绊（反向随机微分方程）。**蓝色**，η = 0 的 DDIM：不加噪声，是光滑的曲线"
+                           "（概率流常微分方程）；它和红色从同一处出发，却落在别处，因为两者只共享边缘分布 $p_t$，"
+                           "不共享路径。**绿色**，流匹配模型走 100 步欧拉法：几乎是直线。点击图例可以隐藏某一种。",
+        "paths.steps_h": "样本质量与采样步数", "paths.steps": "能量距离随步数的变化",
+        "paths.steps_note": "2,000 个样本与 2,000 个真实点之间的平方能量距离，取三个噪声种子的平均（越低越好）；虚线："
+                            "两组真实点之间的距离，即完美采样器的成绩。数据由 `python -m ddpm.toy_metrics` 测得（见 "
+                            "`assets/models/MODEL_CARD.md`）。**为什么步数少时普通 DDIM 会失败**：玩具模型的余弦调度"
+                            "最后只剩 $\\sqrt{\\bar\\alpha_T} = 4.9\\times10^{-4}$（信噪比 $2.4\\times10^{-7}$），而每种"
+                            "时间网格都从 t = 99 开始，于是 $\\hat x_0 = (x_t - \\sqrt{1-\\bar\\alpha_T}\\,\\hat\\varepsilon)"
+                            "/\\sqrt{\\bar\\alpha_T}$ 把网络的误差放大约 2,000 倍，把点甩到很远（two-moons，10 步："
+                            "远到 x = −150）。解决办法：**把 $\\hat x_0$ 裁剪到数据的包围盒里**（蓝色点线）；让终端信噪比"
+                            "归零并改用 v 预测（Lin 等，2024；需要重新训练，这里没有提供），尾随间隔（橙色）只是其中关于"
+                            "时间网格的那一半，单独使用几乎没有帮助；或者改用**流匹配**（绿色），它的直线路径从 "
+                            "$x_1 = \\varepsilon$ 出发，不用除以任何数。",
+        "paths.fig.data": "真实数据", "paths.fig.start": "x_T（共同的初始噪声）",
+        "paths.fig.ddpm": "DDPM 祖先采样（随机微分方程）", "paths.fig.ddim": "DDIM η = 0（常微分方程）",
+        "paths.fig.flow": "流匹配（欧拉法）", "paths.fig.clip": "DDIM，x̂₀ 裁剪到数据包围盒",
+        "paths.fig.trailing": "DDIM，尾随间隔", "paths.fig.floor": "下限：真实数据对真实数据",
+        "paths.fig.steps": "采样步数（网络调用次数）", "paths.fig.energy": "能量距离",
+        "paths.fig.blowup": "x̂₀ 要除以 √ᾱ_T = {a}：<br>点被甩到很远",
     },
 }
 

@@ -20,7 +20,7 @@ from ddpm.toy import TOYS, make_toy, toy_dataset
 from ddpm.vlb import vlb_terms
 
 from .common import LATEX, PlotData, choice, example_names, lang_input, load_image, number, plain_figure, plot_data
-from . import predict, stage
+from . import paths, predict, stage
 from .i18n import LANGS, Text, lang_of, lesson, tr
 
 TOY_T = 100          # forward steps of the toy diffusion
@@ -314,6 +314,7 @@ def build(text: Text) -> dict:
     toy.change(flow_reset, [state, toy] + lang, [flow_t, flow], api_visibility="private")
     flow.change(None, flow, None, js="(d) => { window.ddpm && window.ddpm.flow.load(d); }")
     flow_t.change(None, flow_t, None, js="(k) => { window.ddpm && window.ddpm.flow.show(k); }")
+    paths.build(text)               # below: paths, steps and the score (lessons/paths.py)
     return dict(toy=toy, flow_t=flow_t, events=dict(train=train),
                 refresh=[(flow_reset, [state, toy] + lang, [flow_t, flow])],
                 on_lang=relabel, on_lang_io=([state, flow_t, toy, vlb_shown] + lang,

@@ -387,4 +387,72 @@
     const show = scheduler("flow-step", draw);
     return { load, show, get step() { return shown; } };
   })();
+
+  // ---- tab 4 · paths: the learned score s_θ(x, t) = −ε_θ(x, t)/√(1−ᾱ_t) on a grid, at every t (from the server) --
+  // The server sends, once per toy, the field at all T timesteps, its 90th percentile of |s| per t (the arrows' unit),
+  // x_t = q_sample(x_0, t, ε) at every t, the data and the schedule's tables; moving t only picks a slice and draws it.
+  D.score = (function () {
+    let st = null, shown = -1, asked = null;
+    function load(p) {
+      if (!p || !p.field) return;
+      st = { field: decode(p.field, Float32Array), grid: decode(p.grid, Float32Array),   // (T, G, 2) and (G, 2)
+             scale: decode(p.scale, Float32Array), xt: decode(p.xt, Float32Array),      // (T,) and (T, n, 2)
+             data: decode(p.data, Float32Array), tab: tables(p.tables), T: p.T, G: p.n_grid * p.n_grid, n: p.n,
+             range: p.range, unit: p.unit, cap: p.cap, canvas: null };
+      shown = -1;
+      show(asked == null ? p.t : asked);                 // a new toy keeps the t the learner chose
+    }
+    function arrow(path, x0, y0, x1, y1) {               // a shaft and a small head, in canvas pixels
+      const dx = x1 - x0, dy = y1 - y0, len = Math.hypot(dx, dy);
+      if (len < 0.5) return;
+      const hx = dx / len, hy = dy / len, hs = Math.min(5, 0.45 * len);
+      path.moveTo(x0, y0); path.lineTo(x1, y1);
+      path.lineTo(x1 - hs * (hx - 0.5 * hy), y1 - hs * (hy + 0.5 * hx));
+      path.moveTo(x1, y1); path.lineTo(x1 - hs * (hx + 0.5 * hy), y1 - hs * (hy - 0.5 * hx));
+    }
+    function draw(want, again) {
+      asked = want;
+      if (!st) return true;
+      const t = Math.min(st.T - 1, Math.max(0, Math.round(want)));
+      const canvas = byId("score-canvas");
+      if (!canvas) return false;
+      if (!shownSize(canvas, again)) return "hidden";
+      if (t === shown && canvas === st.canvas) return;
+      st.canvas = canvas;
+      const { ctx, w, h } = sized(canvas);
+      const s = Math.min(w, h) / (2 * st.range), cx = w / 2, cy = h / 2;
+      const X = (v) => cx + v * s, Y = (v) => cy - v * s;
+      ctx.clearRect(0, 0, w, h);
+      ctx.fillStyle = "#d0d0d0";                                             // the real data x_0
+      for (let i = 0; i < st.data.length; i += 2) ctx.fillRect(X(st.data[i]) - 1, Y(st.data[i + 1]) - 1, 2, 2);
+      ctx.fillStyle = "rgba(31, 119, 180, 0.55)";                            // x_t, as the server computed it
+      const xb = t * st.n * 2;
+      for (let i = 0; i < st.n; i++) {
+        ctx.beginPath(); ctx.arc(X(st.xt[xb + 2 * i]), Y(st.xt[xb + 2 * i + 1]), 2.2, 0, 2 * Math.PI); ctx.fill();
+      }
+      // each arrow: the direction of s, length unit * |s| / scale[t] in plane units, at most cap * unit
+      const fb = t * st.G * 2, k = st.unit / st.scale[t], top = st.cap * st.unit;
+      const normal = new Path2D(), capped = new Path2D();
+      for (let i = 0; i < st.G; i++) {
+        const sx = st.field[fb + 2 * i], sy = st.field[fb + 2 * i + 1], m = Math.hypot(sx, sy);
+        if (!(m > 0)) continue;
+        const len = Math.min(top, k * m), gx = st.grid[2 * i], gy = st.grid[2 * i + 1];
+        arrow(k * m > top ? capped : normal, X(gx), Y(gy), X(gx + (sx / m) * len), Y(gy + (sy / m) * len));
+      }
+      ctx.lineWidth = 1.2; ctx.lineCap = "round";
+      ctx.strokeStyle = "#1f4e9c"; ctx.stroke(normal);
+      ctx.strokeStyle = "#e4572e"; ctx.stroke(capped);
+      const lines = [`t = ${t}   ᾱ_t = ${fmt(st.tab.alphas_cumprod[t])}`,
+                     `√(1−ᾱ_t) = ${fmt(st.tab.sqrt_one_minus_alphas_cumprod[t])}   |s|₉₀ = ${tick(st.scale[t])}`];
+      ctx.font = FONT; ctx.textAlign = "left"; ctx.textBaseline = "top";
+      const tw = Math.max(...lines.map((l) => ctx.measureText(l).width));
+      ctx.fillStyle = "rgba(255, 255, 255, 0.85)"; ctx.fillRect(2, 2, tw + 10, 36);
+      ctx.fillStyle = "#333";
+      lines.forEach((l, i) => ctx.fillText(l, 6, 5 + 16 * i));
+      canvas.dataset.t = String(t);
+      shown = t;
+    }
+    const show = scheduler("score-t", draw);
+    return { load, show, get t() { return shown; } };
+  })();
 })();

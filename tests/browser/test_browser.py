@@ -270,3 +270,31 @@ def test_stop_cancels_a_running_generation(page, app_url):
     stopped_at = progress.inner_text()
     page.wait_for_timeout(2000)
     assert progress.inner_text() == stopped_at and "1000/1000" not in stopped_at
+
+
+def test_the_score_field_follows_t_without_asking_the_server(page, app_url):
+    """The Training tab's score field: the server sends the field at every t once per toy, so typing another t
+    redraws the arrows in the page; no request to the server comes from the t box (the page's own start-up
+    requests for the other tabs may still be running, so the requests are told apart by what triggered them)."""
+    import json
+    from lessons.paths import T_DEFAULT
+    page.goto(app_url + "?tab=training")
+    page.locator("#paths").get_by_text("Paths, steps and the score").first.click()     # opening it sends the field
+    _wait_t(page, "#score-canvas", T_DEFAULT)
+    page.wait_for_timeout(500)
+    before = page.evaluate("document.querySelector('#score-canvas').toDataURL()")
+    # the events the t slider triggers: [id, runs a server function?]
+    events = page.evaluate("""() => { const c = window.gradio_config;
+        const id = c.components.find((x) => x.props && x.props.elem_id === 'score-t').id;
+        return c.dependencies.filter((d) => d.targets.some((t) => t[0] === id)).map((d) => [d.id, d.backend_fn]); }""")
+    assert events and not any(server for _, server in events), events
+    posts = []
+    page.on("request", lambda r: posts.append(json.loads(r.post_data or "{}").get("fn_index"))
+            if r.method == "POST" else None)
+    box = page.locator("#score-t input[type=number]").first
+    box.fill("63")
+    box.press("Enter")
+    _wait_t(page, "#score-canvas", 63)
+    page.wait_for_timeout(300)
+    assert not set(posts) & {i for i, _ in events}, posts
+    assert page.evaluate("document.querySelector('#score-canvas').toDataURL()") != before
