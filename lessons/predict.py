@@ -104,7 +104,10 @@ def training_reveal(guess, state=None, toy: str = "two-moons", lang: str = "en")
     from . import training
     guess = choice(guess, "guess", ("yes", "no"))
     toy = choice(toy, "toy data set", TOYS)
-    if isinstance(state, dict) and state.get("name") == toy and state.get("ema") is not None:
+    # a flow-matching model trained here predicts a velocity, not eps: the question is about L_simple, so the
+    # shipped eps-model answers it then
+    if (isinstance(state, dict) and state.get("name") == toy and state.get("ema") is not None
+            and state.get("objective", "eps") == "eps"):
         import ddpm
         model = ddpm.ToyMLP(hidden=128)
         model.load_state_dict(state["ema"])

@@ -171,23 +171,48 @@ def reverse_run(model: torch.nn.Module, schedule, prediction: str = "epsilon", n
     return torch.stack(states).numpy()
 
 
-def train_toy(name: str = "two-moons", steps: int = 2500, seed: int = 0, yield_s: float = 0.6, lang: str = "en"):
-    """Train a fresh ToyMLP with L_simple (Algorithm 1), yielding (loss curve, EMA samples, state) about every
-    `yield_s` seconds; the state is gr.skip() until the last yield, then {"name", "ema" (state_dict), "traj",
-    "losses", "steps"} (the last two let a language switch redraw the figures)."""
+def flow_run(model: torch.nn.Module, time_scale: float = 1000.0, n: int = N_POINTS, seed: int = SAMPLE_SEED,
+             steps: int = TOY_T) -> np.ndarray:
+    """Every state of a flow-matching run (`steps` Euler steps of ddpm/flow.py) from the same Gaussian noise as
+    reverse_run: (steps + 1, n, 2), [0] = x_1 = the noise, [-1] = the samples."""
+    from ddpm.flow import flow_sample_loop
+    x = torch.randn((n, 2), generator=torch.Generator().manual_seed(seed))    # the same draw as reverse_run's x_T
+    states = [x]
+    for f in flow_sample_loop(lambda x, t: model(x, t * time_scale, labels=None), x, steps):
+        states.append(f.x_t.cpu())
+    return torch.stack(states).numpy()
+
+
+OBJECTIVES = ("eps", "flow")   # DDPM's L_simple (predict the noise) or flow matching (predict the velocity)
+
+
+def train_toy(name: str = "two-moons", steps: int = 2500, seed: int = 0, yield_s: float = 0.6, lang: str = "en",
+              objective: str = "eps"):
+    """Train a fresh ToyMLP, yielding (loss curve, EMA samples, state) about every `yield_s` seconds; the state is
+    gr.skip() until the last yield, then {"name", "ema" (state_dict), "traj", "losses", "steps", "objective"}.
+
+    objective "eps": L_simple (Algorithm 1), sampled by DDPM's reverse chain (T = 100, cosine schedule);
+    "flow": flow matching on x_t = (1 - t) x_0 + t eps with target eps - x_0, sampled by 100 Euler steps.
+    The same network, optimiser, data and seed either way: only the objective and the sampler differ."""
     name = choice(name, "toy data set", TOYS)
+    objective = choice(objective, "objective", OBJECTIVES)
     steps = number(steps, "steps", 1, 20000, integer=True)
     seed = number(seed, "seed", 0, 2 ** 31 - 1, integer=True)
     yield_s = number(yield_s, "yield_s", 0, 60)
     torch.manual_seed(seed)                                                    # the network's initial weights
     model = ddpm.ToyMLP(hidden=128)
-    diffusion = ddpm.GaussianDiffusion(model, timesteps=TOY_T, beta_schedule="cosine", data_shape=(2,),
-                                       auto_normalize=False)
+    if objective == "flow":
+        diffusion = ddpm.FlowMatching(model, data_shape=(2,), sampling_steps=TOY_T)
+        run = lambda ema: flow_run(ema, diffusion.time_scale)                     # noqa: E731
+    else:
+        diffusion = ddpm.GaussianDiffusion(model, timesteps=TOY_T, beta_schedule="cosine", data_shape=(2,),
+                                           auto_normalize=False)
+        run = lambda ema: reverse_run(ema, diffusion.schedule)                    # noqa: E731
     with tempfile.TemporaryDirectory() as tmp:
         trainer = ddpm.Trainer(diffusion, toy_dataset(name, 4000), train_batch_size=256, train_lr=3e-3,
                                train_num_steps=2500, warmup_steps=50, ema_decay=0.99, save_and_sample_every=10 ** 9,
                                results_folder=tmp, progress=False, device="cpu", seed=seed)
-        traj = reverse_run(trainer.ema, diffusion.schedule)
+        traj = run(trainer.ema)
         yield (loss_figure([], lang), points_figure(name, traj[-1], _colours(traj[-1]), tr("toy.start", lang), lang),
                gr.skip())
         last = time.perf_counter()
@@ -195,13 +220,13 @@ def train_toy(name: str = "two-moons", steps: int = 2500, seed: int = 0, yield_s
             trainer.train_step()
             if trainer.step < steps and (trainer.step % 25 or time.perf_counter() - last < yield_s):
                 continue
-            traj = reverse_run(trainer.ema, diffusion.schedule)
+            traj = run(trainer.ema)
             figures = trained_figures(name, traj, trainer.loss_history, trainer.step, steps, lang)
             if trainer.step < steps:
                 yield *figures, gr.skip()
                 last = time.perf_counter()
         state = {"name": name, "ema": {k: v.clone() for k, v in trainer.ema.state_dict().items()}, "traj": traj,
-                 "losses": list(trainer.loss_history), "steps": steps}
+                 "losses": list(trainer.loss_history), "steps": steps, "objective": objective}
         yield *figures, state
 
 
@@ -211,9 +236,9 @@ def trained_figures(name: str, traj: np.ndarray, losses: list[float], step: int,
     return loss_figure(losses, lang), points_figure(name, traj[-1], _colours(traj[-1]), title, lang)
 
 
-def train_click(name: str = "two-moons", lang: str = "en"):
-    """The Train button: train_toy with its defaults, in the app's language."""
-    yield from train_toy(name, lang=lang)
+def train_click(name: str = "two-moons", objective: str = "eps", lang: str = "en"):
+    """The Train button: train_toy with its defaults and the chosen objective, in the app's language."""
+    yield from train_toy(name, lang=lang, objective=objective)
 
 
 @lru_cache(maxsize=len(TOYS))
@@ -278,6 +303,11 @@ def build(text: Text) -> dict:
             _heading(text, "toy_title")
             with gr.Row():
                 toy = text.reg(gr.Dropdown(list(TOYS), value="two-moons", label=text("toy"), scale=2), label="toy")
+                objective = text.reg_fn(gr.Radio([(text("objective.eps"), "eps"), (text("objective.flow"), "flow")],
+                                                  value="eps", label=text("objective"), scale=2, min_width=200),
+                                        lambda lg: dict(label=tr("objective", lg),
+                                                        choices=[(tr("objective.eps", lg), "eps"),
+                                                                 (tr("objective.flow", lg), "flow")]))
                 train_btn = text.reg(gr.Button(text("train"), variant="primary", scale=1), value="train")
                 stop_btn = text.reg(gr.Button(text("stop"), variant="stop", scale=1), value="stop")
             flow_t = text.reg(gr.Slider(0, TOY_T, value=TOY_T, step=1, label=text("flow_t"), elem_id="flow-step"),
@@ -307,7 +337,7 @@ def build(text: Text) -> dict:
                                                     api_visibility="private")
     flow = gr.JSON(visible=False)   # the run the page scrubs (stage.js)
 
-    train = train_btn.click(train_click, [toy] + lang, [loss, samples, state], concurrency_limit=2,
+    train = train_btn.click(train_click, [toy, objective] + lang, [loss, samples, state], concurrency_limit=2,
                             concurrency_id="model", api_visibility="private")
     train.then(flow_reset, [state, toy] + lang, [flow_t, flow], api_visibility="private")
     stop_btn.click(None, None, None, cancels=[train], api_visibility="private")
@@ -315,7 +345,7 @@ def build(text: Text) -> dict:
     flow.change(None, flow, None, js="(d) => { window.ddpm && window.ddpm.flow.load(d); }")
     flow_t.change(None, flow_t, None, js="(k) => { window.ddpm && window.ddpm.flow.show(k); }")
     paths.build(text)               # below: paths, steps and the score (lessons/paths.py)
-    return dict(toy=toy, flow_t=flow_t, events=dict(train=train),
+    return dict(toy=toy, objective=objective, flow_t=flow_t, events=dict(train=train),
                 refresh=[(flow_reset, [state, toy] + lang, [flow_t, flow])],
                 on_lang=relabel, on_lang_io=([state, flow_t, toy, vlb_shown] + lang,
                                              [vlb_fig, vlb_md, loss, samples, flow]))
