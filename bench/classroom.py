@@ -70,8 +70,9 @@ class Learner:
         self.client.predict(None, 10, "linear", 1000, 1e-4, 0.02, api_name="/forward")
 
     def submit(self, label, sampler, steps, eta, guidance, seed, n, model=None):
-        args = [label, sampler, steps, eta, guidance, seed, n] + ([None, model] if model else [])
-        return self.client.submit(*args, api_name="/sample")
+        # guidance_until left out: the API fills in the slider's default (a None would be refused by the slider)
+        kw = {"model": model} if model else {}
+        return self.client.submit(label, sampler, steps, eta, guidance, seed, n, api_name="/sample", **kw)
 
 
 def watch(jobs: list[dict], expected: int, deadline: float) -> None:
@@ -171,8 +172,8 @@ def four_step_model(url: str) -> str:
         if "fashion-mnist-4step" not in available():
             return "fashion-mnist"
         from gradio_client import Client
-        Client(url, verbose=False, download_files=False).predict("any", "ddim", 4, 0.0, 3.0, 0, 1, None,
-                                                                   "fashion-mnist-4step", api_name="/sample")
+        Client(url, verbose=False, download_files=False).predict("any", "ddim", 4, 0.0, 3.0, 0, 1,
+                                                                   model="fashion-mnist-4step", api_name="/sample")
         return "fashion-mnist-4step"
     except Exception:   # noqa: BLE001 - not offered by this app
         return "fashion-mnist"
@@ -341,6 +342,8 @@ def main() -> None:
     ap.add_argument("--scenarios", default="a,a-replay,b,c")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--learners", type=int, default=30)
+    ap.add_argument("--arenas", type=int, default=None,
+                    help="this checkout with DDPM_MALLOC_ARENAS=N (0: glibc's default; the app's default is 2)")
     ap.add_argument("--report", action="store_true", help="only print the table and draw the plot")
     a = ap.parse_args()
     if not a.report:
@@ -349,8 +352,10 @@ def main() -> None:
             app_dir, label = make_before(Path(tempfile.gettempdir()) / "classroom-before"), "before"
         elif a.no_share:
             env, label = {"DDPM_SHARE_RUNS": "0"}, "no-share"
+        elif a.arenas is not None:
+            env, label = {"DDPM_MALLOC_ARENAS": str(a.arenas)}, f"arenas-{a.arenas}"
         run(label, app_dir, a.scenarios.split(","), a.repeats, a.learners, env)
-    results = [json.loads((OUT / f"classroom-{k}.json").read_text()) for k in ("before", "no-share", "after")
+    results = [json.loads((OUT / f"classroom-{k}.json").read_text()) for k in ("before", "no-share", "arenas-0", "after")
                if (OUT / f"classroom-{k}.json").exists()]
     print(report(results))
     plot(results, OUT / "classroom.png", ROOT / "bench" / "classroom.png")
