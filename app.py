@@ -57,6 +57,13 @@ def parse_query(query: dict, widgets: dict) -> tuple[str, str, dict]:
     return tab, lang, values
 
 
+def only_on(tab: str, fn):
+    """`fn`, run only when the page opened on `tab` (its first argument: the current tab); else nothing changes."""
+    def run(current, *args):
+        return fn(*args) if current == tab else gr.skip()
+    return run
+
+
 def build_app() -> gr.Blocks:
     with gr.Blocks(title=tr("title")) as demo:
         lang_state, current_tab = gr.State("en"), gr.State("forward")
@@ -68,7 +75,7 @@ def build_app() -> gr.Blocks:
         # the intro once, folded: every tab opens on its own stage
         with text.reg(gr.Accordion(tr("about"), open=False, elem_id="intro"), label="about"):
             text.reg(gr.Markdown(lesson("intro")), value="lesson:intro")
-        widgets = {}
+        widgets, tab_of = {}, {}
         # "wrap": on a phone every tab stays one tap away (no overflow menu), including tabs added later
         with gr.Tabs(selected="forward", overflow_behavior="wrap") as tabs:
             for name, module in TABS.items():
@@ -76,6 +83,7 @@ def build_app() -> gr.Blocks:
                     # the quiz re-renders its question in the new language, so it reads the app's language
                     widgets[name] = module.build(text, lang=lang_state) if name == "quiz" else module.build(text)
                 tab.select(lambda n=name: n, None, current_tab, queue=False, api_visibility="private")
+                tab_of[name] = tab
         with gr.Row():
             link_btn = text.reg(gr.Button(tr("copy_link"), size="sm", scale=0, min_width=220), value="copy_link")
             link_box = text.reg(gr.Textbox(show_label=False, placeholder=tr("link"), interactive=False,
@@ -102,6 +110,12 @@ def build_app() -> gr.Blocks:
         for parts in widgets.values():                        # first render of the live views
             for fn, inputs, outputs in parts.get("refresh", []):
                 load = load.then(fn, inputs, outputs, show_progress="hidden", api_visibility="private")
+        # views rendered only once their tab is opened (by a click, or by a deep link to that tab)
+        for name, parts in widgets.items():
+            for fn, inputs, outputs in parts.get("on_select", []):
+                tab_of[name].select(fn, inputs, outputs, show_progress="hidden", api_visibility="private")
+                load = load.then(only_on(name, fn), [current_tab] + inputs, outputs, show_progress="hidden",
+                                 api_visibility="private")
 
         # ---- deep links out: the current tab and its settings as a URL, copied to the clipboard
         def make_link(tab: str, lang: str, *vals):

@@ -89,6 +89,12 @@ def stage_data(image=None, t: int = 500, seed: int = 0, lang: str = "en") -> dic
             "tables": stage.tables(p.schedule), "labels": labels}
 
 
+def first_stage(shown, image=None, t: int = 500, seed: int = 0, lang: str = "en"):
+    """When the tab is opened: the stage's data unless the page has it already (`shown`: what it holds). Nothing is
+    computed or sent for a learner who never opens the tab (it is ~0.3 MB, and a class opens the page at once)."""
+    return gr.skip() if shown else stage_data(image, t, seed, lang)
+
+
 def relabel(image, t, seed, lang: str = "en") -> dict:
     """The language switch: the same data with captions in the new language (bad input: nothing changes)."""
     try:
@@ -224,4 +230,5 @@ def build(text: Text) -> dict:
     go.click(generate, [prompt, negative, guidance, steps, seed, n] + lang, [l_xt, l_x0, l_z, p_xt, p_x0, cost],
              api_name="latent", concurrency_limit=2, concurrency_id="model")
     return dict(image=image, t=t, prompt=prompt, negative=negative, guidance=guidance, steps=steps, seed=seed,
-                refresh=[(stage_data, stage_inputs, data)], on_lang=relabel, on_lang_io=(stage_inputs, data))
+                on_select=[(first_stage, [data] + stage_inputs, data)], on_lang=relabel,
+                on_lang_io=(stage_inputs, data))

@@ -91,3 +91,16 @@ def test_interpolation_row_is_pipeline_interpolate():
         interpolate.interpolate("sneaker", "trouser", 300, 1.5)
     with pytest.raises(gr.Error, match="unknown example"):
         interpolate.interpolate("sneaker", "../../etc/passwd", 300, 0.5)
+
+
+def test_the_stage_is_sent_only_when_the_tab_is_opened():
+    """A class opening the page at once must not pay for a tab nobody looked at: the stage's data (~0.3 MB) is
+    computed when the tab is opened (or deep-linked), once per page."""
+    import app
+    skip = gr.skip()
+    assert latent.first_stage({"z0": "..."}, "sneaker", 500, 0) == skip                # the page has it
+    d = latent.first_stage(None, "sneaker", 500, 0)
+    assert d["frames"] == latent.stage_data("sneaker", 500, 0)["frames"]
+    run = app.only_on("latent", latent.first_stage)
+    assert run("forward", None, "sneaker", 500, 0) == skip                             # the page opened elsewhere
+    assert run("latent", None, "sneaker", 500, 0)["t"] == 500
