@@ -215,20 +215,11 @@ class Pipeline:
                              prediction=self.prediction, clip=self.clip_x0, generator=g):
             yield self.output_frame(f)
 
-    @torch.inference_mode()
-    def interpolate(self, x_a: torch.Tensor, x_b: torch.Tensor, t: int, lam: float | Sequence[float],
-                    seed: int = 0, sampler: str = "ddim", steps: int | None = None) -> torch.Tensor:
-        """Interpolate two images through the diffusion (Ho et al. 2020, Sec. 4.3, Fig. 8).
-
-        x_a, x_b (1, C, H, W) in [0, 1] are both noised to t with the *same* noise eps (Eq. 4), mixed,
-        x_bar_t = (1 - lam) x_a,t + lam x_b,t, and denoised by the unconditional model from t to 0.
-        lam: one value or several (one output image each, as one batch). From a large t little of either
-        image survives and the model fills in a plausible in-between; from a small t the result is nearly the
-        cross-fade. lam = 0 (or 1) gives exactly `sample(n=1, init_image=x_a (or x_b), start_t=t, seed=seed,
-        guidance_scale=0, ...)`. Ho et al. draw one noise per image; one shared noise keeps x_bar_t on the
-        marginal q(x_t), for any lam. DDIM (deterministic) by default: steps in proportion to t.
-        Returns (len(lam), C, H, W) in [0, 1].
-        """
+    def interpolation_start(self, x_a: torch.Tensor, x_b: torch.Tensor, t: int, lam: float | Sequence[float],
+                            seed: int = 0) -> tuple[torch.Tensor, torch.Generator]:
+        """Where `interpolate`'s reverse chain starts: x_bar_t = (1 - lam) x_a,t + lam x_b,t (Ho et al. 2020,
+        Sec. 4.3), both images noised to t with the same eps (Eq. 4). -> ((len(lam), *data_shape) in the model's
+        space, the generator that drew eps, from which a DDPM chain draws its further noise)."""
         lams = torch.tensor([lam] if isinstance(lam, (int, float)) else list(lam), dtype=torch.float32)
         if lams.numel() < 1 or not bool(((lams >= 0) & (lams <= 1)).all()):
             raise ValueError(f"lam must lie in [0, 1], got {lam!r}")
@@ -236,14 +227,32 @@ class Pipeline:
             if tuple(x.shape) != (1, *self.output_shape):
                 raise ValueError(f"{name} must have shape (1, {', '.join(map(str, self.output_shape))}), "
                                  f"got {tuple(x.shape)}")
-        steps = self.default_steps if steps is None else steps
-        self.check(len(lams), sampler, steps, 0.0, 0.0, "fixed_small", t)
+        if not (isinstance(t, int) and not isinstance(t, bool) and 0 <= t <= self.timesteps - 1):
+            raise ValueError(f"start_t must be an integer in [0, {self.timesteps - 1}], got {t!r}")
         g = torch.Generator().manual_seed(int(seed))
         eps = torch.randn((1, *self.data_shape), generator=g).to(self.device)        # one noise for all
         x_at = q_sample(self.schedule, self.to_model_space(x_a.to(self.device, torch.float32)), t, eps)   # Eq. 4
         x_bt = q_sample(self.schedule, self.to_model_space(x_b.to(self.device, torch.float32)), t, eps)
         lam_b = lams.to(self.device).reshape(-1, *[1] * len(self.data_shape))          # (k, 1, 1, 1)
-        x = (1 - lam_b) * x_at + lam_b * x_bt                                           # (k, C, H, W): Sec. 4.3
+        return (1 - lam_b) * x_at + lam_b * x_bt, g                                    # (k, C, H, W): Sec. 4.3
+
+    @torch.inference_mode()
+    def interpolate(self, x_a: torch.Tensor, x_b: torch.Tensor, t: int, lam: float | Sequence[float],
+                    seed: int = 0, sampler: str = "ddim", steps: int | None = None) -> torch.Tensor:
+        """Interpolate two images through the diffusion (Ho et al. 2020, Sec. 4.3, Fig. 8).
+
+        x_a, x_b (1, C, H, W) in [0, 1] are both noised to t with the *same* noise eps (Eq. 4), mixed,
+        x_bar_t = (1 - lam) x_a,t + lam x_b,t (`interpolation_start`), and denoised by the unconditional model
+        from t to 0. lam: one value or several (one output image each, as one batch). From a large t little of
+        either image survives and the model fills in a plausible in-between; from a small t the result is nearly
+        the cross-fade. lam = 0 (or 1) gives exactly `sample(n=1, init_image=x_a (or x_b), start_t=t, seed=seed,
+        guidance_scale=0, ...)`. Ho et al. draw one noise per image; one shared noise keeps x_bar_t on the
+        marginal q(x_t), for any lam. DDIM (deterministic) by default: steps in proportion to t.
+        Returns (len(lam), C, H, W) in [0, 1].
+        """
+        x, g = self.interpolation_start(x_a, x_b, t, lam, seed)
+        steps = self.default_steps if steps is None else steps
+        self.check(x.shape[0], sampler, steps, 0.0, 0.0, "fixed_small", t)
         ts = timesteps_for(sampler, steps, self.timesteps, t, self.spacing)
         fn = guided(self.network, None, 0.0)                                            # unconditional
         frame = None

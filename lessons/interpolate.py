@@ -6,7 +6,6 @@ import gradio as gr
 import numpy as np
 import torch
 
-from ddpm import q_sample
 from ddpm.samplers import timesteps_for
 
 from .common import LATEX, example_names, number
@@ -61,11 +60,9 @@ def interpolate(image_a: str = "sneaker", image_b: str = "ankle-boot", t: int = 
     if abs(lams[mark] - lam) > 1e-6:                   # lam between two of the row's values: add it
         lams.append(lam)
     out = p.interpolate(x_a, x_b, t, lams, seed=seed)                               # (k, 1, 28, 28)
-    # the mixed noisy state the reverse chain starts from, as Pipeline.interpolate forms it (for display)
-    eps = p.initial_noise(1, seed)
-    mix = (1 - lam) * q_sample(p.schedule, x_a * 2 - 1, t, eps) + lam * q_sample(p.schedule, x_b * 2 - 1, t, eps)
+    mix, _ = p.interpolation_start(x_a, x_b, t, lam, seed)                         # where its chain starts
     shown = out[-1] if len(lams) > ROW else out[mark]
-    trio = np.concatenate([_big(x_a), np.full((168, 8, 3), 255, np.uint8), _big((mix.clamp(-1, 1) + 1) / 2),
+    trio = np.concatenate([_big(x_a), np.full((168, 8, 3), 255, np.uint8), _big(p.from_model_space(mix)),
                            np.full((168, 8, 3), 255, np.uint8), _big(shown), np.full((168, 8, 3), 255, np.uint8),
                            _big(x_b)], 1)
     steps = len(timesteps_for("ddim", p.default_steps, p.timesteps, t, p.spacing))

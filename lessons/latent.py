@@ -134,6 +134,9 @@ def generate(prompt: str = "sneaker", negative: str = "", guidance_scale: float 
     lat, pix = pipe(), load_pretrained(PIXEL, precision="auto")
 
     def compute():
+        t0 = time.perf_counter()
+        lat.decode(torch.zeros(a["n"], 4, 7, 7))                      # one decode of n latents, timed once a run
+        dec = 1000 * (time.perf_counter() - t0)
         gens = {"latent": lat.progressive(**a), "pixel": pix.progressive(**a)}
         spent, frames = {"latent": 0.0, "pixel": 0.0}, {}
         for i in range(1, a["steps"] + 1):
@@ -145,7 +148,7 @@ def generate(prompt: str = "sneaker", negative: str = "", guidance_scale: float 
             # only the newest update reaches the browser (lessons/runs.py): pictures are made for every step,
             # cheaply (16 small grids), so that the last one is always the final one
             yield (_grid(fl.x_t), _grid(fl.x0_pred), _channels(fl.z_t), _grid(fp.x_t), _grid(fp.x0_pred),
-                   cost_table(spent, i, a, lang))
+                   cost_table(spent, i, a, dec, lang))
     # in the app's lanes with the Reverse tab's runs (two models: twice the pixel model's estimate)
     from .reverse import LONG_SECONDS, RUNS, cost_seconds
     from ddpm.samplers import timesteps_for
@@ -154,13 +157,11 @@ def generate(prompt: str = "sneaker", negative: str = "", guidance_scale: float 
     yield from RUNS.in_lane(compute, "long" if est > LONG_SECONDS else "short")
 
 
-def cost_table(spent: dict, i: int, a: dict, lang: str = "en") -> str:
-    """Dimensions, time per step and total time of both runs so far, measured in this very run."""
+def cost_table(spent: dict, i: int, a: dict, dec: float, lang: str = "en") -> str:
+    """Dimensions, time per step and total time of both runs so far, and `dec` ms for one decode of the run's
+    n latents, all measured in this very run."""
     lat = pipe()
     ms = {k: 1000 * v / i for k, v in spent.items()}
-    t0 = time.perf_counter()
-    lat.decode(torch.zeros(a["n"], 4, 7, 7))
-    dec = 1000 * (time.perf_counter() - t0)
     return tr("latent.cost", lang).format(
         i=i, steps=a["steps"], n=a["n"], d_pix=784, d_lat=int(np.prod(lat.data_shape)),
         p_pix=load_pretrained(PIXEL).num_parameters / 1e6, p_lat=lat.num_parameters / 1e6,

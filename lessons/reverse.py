@@ -94,10 +94,8 @@ def model_settings(model: str = MODEL) -> tuple:
     """Switching models: the guidance slider's partner moves to the model's tuned interval, and a model with its
     guidance distilled in hides both guidance sliders (one pass per step: there is no scale to set) and sets the
     steps to its own default (4 for the 4-step model; 50 for the others)."""
-    p = pipe(model)
-    shown = p.guidance_distilled is None
-    return (gr.update(value=default_guidance_until(model), visible=shown), gr.update(visible=shown),
-            gr.update(value=p.default_steps))
+    until, guidance = guidance_shown(model)
+    return ({**until, "value": default_guidance_until(model)}, guidance, gr.update(value=pipe(model).default_steps))
 
 
 def guidance_shown(model: str = MODEL) -> tuple:

@@ -21,12 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 NAMES = {"vincent", "ermon", "anderson", "tweedie", "robbins", "efron", "hyv", "rinen", "score"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")     # tests/conftest.py
 
 
 def _f32(s: str, *shape: int) -> np.ndarray:

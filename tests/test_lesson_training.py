@@ -12,14 +12,7 @@ from figures import array, load
 from lessons import training
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """A tiny MLP gains nothing from intra-op threads, and on a busy 2-core machine a second thread that
-    spin-waits for a core makes each step ~30x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")     # tests/conftest.py
 
 
 def test_vlb_plot_positive_terms_and_summary():

@@ -17,13 +17,7 @@ T_SMALL = 100
 SIZE = 8                                                # 8x8 images: the tests stay fast on a busy CPU
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Networks this tiny run fastest on one thread (two threads are 4x slower when the other core is busy)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")     # tests/conftest.py
 
 
 def tiny_unet(seed=0):

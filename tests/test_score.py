@@ -10,12 +10,7 @@ from ddpm import load_pretrained, make_schedule, make_toy, predict_x0
 from ddpm.score import score, score_field, tweedie_x0
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")     # tests/conftest.py
 
 
 @pytest.fixture(scope="module")
