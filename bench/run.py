@@ -275,8 +275,11 @@ def _stage_rows(page, tab: str, presses: int, warmup: int, drags: int, drag_s: f
     name, holder, slider = tab.capitalize(), f"{tab}-xt", f"{tab}-t"
     shown_is = "(() => { const s = window.__stageBench.shown; const l = s[s.length - 1];"
     # the first picture is on screen: stage.js has its data and the tab is visible
+    # every wait polls every 100 ms, not on animation frames: headless Chromium paints no frame while the page is
+    # idle, so a predicate false at its first check was never checked again (tests/browser's _until); the times
+    # reported are taken inside the page, so the harness noticing up to 100 ms later changes none of them
     page.wait_for_function(f"document.querySelector('#{holder}') && document.querySelector('#{holder}').dataset.t",
-                           timeout=90_000)
+                           timeout=90_000, polling=100)
     page.evaluate(_STAGE_PROBE, holder)
     page.wait_for_timeout(1500)                  # the page's other first-render requests settle
     page.locator(f"#tab-{tab} input[type=range]").first.focus()      # the t slider: the tab's first range input
@@ -285,7 +288,8 @@ def _stage_rows(page, tab: str, presses: int, warmup: int, drags: int, drag_s: f
     for i in range(warmup + presses):
         t += 1
         page.keyboard.press("ArrowRight")
-        page.wait_for_function(f"{shown_is} return l && l.t === {t} && l.painted !== null; }})()", timeout=10_000)
+        page.wait_for_function(f"{shown_is} return l && l.t === {t} && l.painted !== null; }})()",
+                               timeout=10_000, polling=100)
         key, shown = page.evaluate("[window.__stageBench.keys.at(-1), window.__stageBench.shown.at(-1)]")
         if i >= warmup:
             lat.append(shown["painted"] - key["at"])
@@ -307,7 +311,8 @@ def _stage_rows(page, tab: str, presses: int, warmup: int, drags: int, drag_s: f
         m0 = {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
         page.evaluate(_STAGE_DRAG, [slider, drag_s * 1000, every_ms, 50 + d, 949 - d, 2])
         last = page.evaluate("window.__stageBench.moves.at(-1).v")
-        page.wait_for_function(f"{shown_is} return l && l.t === {last} && l.painted !== null; }})()", timeout=60_000)
+        page.wait_for_function(f"{shown_is} return l && l.t === {last} && l.painted !== null; }})()",
+                               timeout=60_000, polling=100)
         m1 = {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
         moves, shown = page.evaluate("[window.__stageBench.moves, window.__stageBench.shown]")
         first, end = moves[0]["due"], moves[-1]["due"]          # the drag as the hand makes it: 2.98 s

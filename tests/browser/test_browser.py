@@ -18,9 +18,6 @@ if not os.path.exists(CHROMIUM):
     pytest.skip("Chromium is not installed (apt-get install chromium)", allow_module_level=True)
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync"]
-# Every wait_for_function polls every 100 ms (polling=100), not on animation frames (Playwright's default): this
-# headless Chromium paints no frame while the page is idle, so a predicate that was false at its first check was
-# never checked again (seen: a 60 s timeout with the predicate true from the second second on).
 SHOTS = Path(os.environ.get("SCREENSHOT_DIR", "/tmp/ddpm-browser-shots"))
 
 
@@ -69,7 +66,7 @@ def test_stage_leads_every_tab_and_every_tab_is_reachable(browser, app_url, lang
     page.on("pageerror", lambda e: errors.append(str(e)))
     height = VIEWPORTS[size]["height"]
     page.goto(app_url + f"?lang={lang}")
-    page.wait_for_function("document.querySelector('#forward-xt')?.dataset.t === '250'", timeout=30_000, polling=100)
+    _until(page, "document.querySelector('#forward-xt')?.dataset.t === '250'", timeout=30_000)
     page.get_by_role("tab", name=TABS[lang][0], selected=True).wait_for(timeout=15_000)
     for name in TABS[lang]:
         assert page.get_by_role("tab", name=name, exact=True).is_visible(), name
@@ -90,7 +87,7 @@ def test_stage_leads_every_tab_and_every_tab_is_reachable(browser, app_url, lang
     generate = page.get_by_role("button", name="Generate" if lang == "en" else "生成", exact=True)
     assert generate.is_visible()
     page.get_by_role("tab", name=TABS[lang][3], exact=True).click()
-    page.wait_for_function("document.querySelector('#flow-canvas')?.dataset.step === '100'", timeout=30_000, polling=100)
+    _until(page, "document.querySelector('#flow-canvas')?.dataset.step === '100'", timeout=30_000)
     assert _box(page, "#flow-canvas")["top"] < height
     page.get_by_role("tab", name=TABS[lang][4], exact=True).click()
     _wait_t(page, "#latent-xt", 500)
@@ -113,8 +110,15 @@ def _picture(x: torch.Tensor) -> np.ndarray:
     return x.expand(3, -1, -1).permute(1, 2, 0).numpy()
 
 
+def _until(page, predicate: str, timeout: int) -> None:
+    """Wait until the JavaScript `predicate` is true, checking every 100 ms. Not on animation frames (Playwright's
+    default): this headless Chromium paints no frame while the page is idle, so a predicate that was false at its
+    first check was never checked again (seen: a 60 s timeout with the predicate true from the second second on)."""
+    page.wait_for_function(predicate, timeout=timeout, polling=100)
+
+
 def _wait_t(page, holder: str, t: int) -> None:
-    page.wait_for_function(f"document.querySelector('{holder}')?.dataset.t === '{t}'", timeout=60_000, polling=100)
+    _until(page, f"document.querySelector('{holder}')?.dataset.t === '{t}'", timeout=60_000)
 
 
 @pytest.mark.parametrize("schedule", list(SCHEDULES))
@@ -139,9 +143,9 @@ def test_the_page_draws_q_sample(page, app_url, schedule):
             box.press("Enter")
         # this t, and this schedule's coefficient (the deep link's schedule and image may arrive after its t)
         _wait_t(page, "#forward-xt", t)
-        page.wait_for_function(f"document.querySelector('#forward-eq-a')?.innerText === '{fmt(s.sqrt_alphas_cumprod[t])}'"
-                               f" && document.querySelector('#forward-xt canvas').width === {x0.shape[-1]}",
-                               timeout=60_000, polling=100)
+        _until(page, f"document.querySelector('#forward-eq-a')?.innerText === '{fmt(s.sqrt_alphas_cumprod[t])}'"
+                     f" && document.querySelector('#forward-xt canvas').width === {x0.shape[-1]}",
+                     timeout=60_000)
         got = _canvas(page, "#forward-xt canvas").astype(int)
         want = _picture(q_sample(s, x0, t, eps)).astype(int)
         assert got.shape == want.shape and np.abs(got - want).max() <= 1, (schedule, how, t)
@@ -159,8 +163,8 @@ def test_the_page_draws_the_posterior(page, app_url):
             box.fill(str(t))
             box.press("Enter")
         _wait_t(page, "#posterior-xt", t)
-        page.wait_for_function("document.querySelector('#posterior-eq-c1')?.innerText === "
-                               f"'{fmt(s.posterior_mean_coef1[t])}'", timeout=30_000, polling=100)
+        _until(page, "document.querySelector('#posterior-eq-c1')?.innerText === "
+                     f"'{fmt(s.posterior_mean_coef1[t])}'", timeout=30_000)
         x_t = q_sample(s, x0, t, noise_like(x0))
         mean, var, _ = q_posterior(s, x0, x_t, t)
         z = torch.randn(x0.shape, generator=torch.Generator().manual_seed(1))
@@ -185,8 +189,8 @@ def test_the_latent_stage_draws_q_sample_on_pixels_and_latents(page, app_url):
             box.fill(str(t))
             box.press("Enter")
         _wait_t(page, "#latent-xt", t)
-        page.wait_for_function(f"document.querySelector('#latent-eq-a')?.innerText === "
-                               f"'{fmt(p.schedule.sqrt_alphas_cumprod[t])}'", timeout=30_000, polling=100)
+        _until(page, f"document.querySelector('#latent-eq-a')?.innerText === "
+                     f"'{fmt(p.schedule.sqrt_alphas_cumprod[t])}'", timeout=30_000)
         got = _canvas(page, "#latent-xt canvas").astype(int)
         assert np.abs(got - _picture(q_sample(p.schedule, x0 * 2 - 1, t, eps_x)).astype(int)).max() <= 1, t
         z_t = q_sample(p.schedule, z0, t, eps_z)                            # (1, 4, 7, 7)
@@ -196,8 +200,8 @@ def test_the_latent_stage_draws_q_sample_on_pixels_and_latents(page, app_url):
         got = _canvas(page, "#latent-dzt-canvas").astype(int)
         assert np.abs(got - _picture(p.decode(z_t) * 2 - 1).astype(int)).max() <= 2, t
     page.locator("#latent-generate").click()
-    page.wait_for_function("(document.querySelector('#latent-cost')?.innerText || '').includes('Step 50/50')",
-                           timeout=120_000, polling=100)
+    _until(page, "(document.querySelector('#latent-cost')?.innerText || '').includes('Step 50/50')",
+                 timeout=120_000)
 
 
 def test_the_4_step_model_hides_the_guidance_sliders(page, app_url):
@@ -206,22 +210,22 @@ def test_the_4_step_model_hides_the_guidance_sliders(page, app_url):
     scale = page.get_by_label("number input for Guidance scale s")
     scale.wait_for(timeout=15_000)
     page.locator('input[type=radio][value="fashion-mnist-4step"]').click()
-    page.wait_for_function("document.querySelector('input[aria-label=\"number input for DDIM steps\"]')"
-                           "?.value === '4'", timeout=15_000, polling=100)
+    _until(page, "document.querySelector('input[aria-label=\"number input for DDIM steps\"]')"
+                 "?.value === '4'", timeout=15_000)
     assert not scale.is_visible()
     page.locator('input[type=radio][value="fashion-mnist"]').click()
     scale.wait_for(state="visible", timeout=15_000)
     page.goto(app_url + "?tab=reverse&model=fashion-mnist-4step&steps=4")     # a deep link hides them too
-    page.wait_for_function("document.querySelector('input[type=radio][value=\"fashion-mnist-4step\"]')"
-                           "?.getAttribute('aria-checked') === 'true'", timeout=15_000, polling=100)
+    _until(page, "document.querySelector('input[type=radio][value=\"fashion-mnist-4step\"]')"
+                 "?.getAttribute('aria-checked') === 'true'", timeout=15_000)
     scale.wait_for(state="hidden", timeout=15_000)
 
 
 def test_chinese_and_a_streamed_generation(page, app_url):
     page.goto(app_url + "?tab=reverse&steps=10&n=4&label=Sneaker&seed=7")
     # before any run the tab shows the snow x_T of the linked seed that Generate will start from
-    page.wait_for_function("(document.querySelector('#reverse-progress')?.innerText || '').includes('seed 7')",
-                           timeout=30_000, polling=100)
+    _until(page, "(document.querySelector('#reverse-progress')?.innerText || '').includes('seed 7')",
+                 timeout=30_000)
     page.get_by_text("中文").click()
     page.get_by_role("tab", name="3 · 反向").wait_for(timeout=15_000)
     assert page.get_by_role("tab", name="1 · 前向").is_visible()
@@ -248,26 +252,26 @@ def test_deep_link_selects_tab_and_settings(page, app_url):
     page.goto(app_url + "?tab=reverse&label=Bag&guidance=5&guide_until=999&steps=20&model=fashion-mnist-large")
     page.get_by_role("tab", name="3 · Reverse", selected=True).wait_for(timeout=15_000)
     until = "document.querySelector('input[aria-label=\"number input for only while t ≤\"]')?.value"
-    page.wait_for_function(f"{until} === '999'", timeout=15_000, polling=100)
+    _until(page, f"{until} === '999'", timeout=15_000)
     assert page.get_by_label("number input for Guidance scale s").input_value() == "5"
     assert page.get_by_label("number input for DDIM steps").input_value() == "20"
-    page.wait_for_function("document.querySelector('input[type=radio][value=\"fashion-mnist-large\"]')"
-                           ".getAttribute('aria-checked') === 'true'", timeout=15_000, polling=100)
+    _until(page, "document.querySelector('input[type=radio][value=\"fashion-mnist-large\"]')"
+                 ".getAttribute('aria-checked') === 'true'", timeout=15_000)
     # choosing the other model by hand moves "only while t <=" to that model's own default
     page.locator('input[type=radio][value="fashion-mnist"]').click()
-    page.wait_for_function(f"{until} === '{reverse.default_guidance_until('fashion-mnist')}'", timeout=15_000, polling=100)
+    _until(page, f"{until} === '{reverse.default_guidance_until('fashion-mnist')}'", timeout=15_000)
 
 
 def test_stop_cancels_a_running_generation(page, app_url):
     page.goto(app_url + "?tab=reverse&sampler=ddpm&n=12")
     page.get_by_role("tab", name="3 · Reverse", selected=True).wait_for(timeout=15_000)
     # click only once the deep link has been applied: a click during the page's start-up can be lost
-    page.wait_for_function("document.querySelector('input[aria-label=\"number input for Images\"]')"
-                           "?.value === '12'", timeout=30_000, polling=100)
+    _until(page, "document.querySelector('input[aria-label=\"number input for Images\"]')"
+                 "?.value === '12'", timeout=30_000)
     page.wait_for_timeout(500)
     page.get_by_role("button", name="Generate", exact=True).click()
     progress = page.locator("#reverse-progress")
-    page.wait_for_function("document.querySelector('#reverse-progress').innerText.includes('step')", timeout=60_000, polling=100)
+    _until(page, "document.querySelector('#reverse-progress').innerText.includes('step')", timeout=60_000)
     page.get_by_role("button", name="Stop", exact=True).click()
     page.wait_for_timeout(1500)
     stopped_at = progress.inner_text()
