@@ -28,7 +28,7 @@ from ddpm.data import load_fashion_mnist                        # noqa: E402
 from ddpm.evaluate import features, frechet_distance, load_classifier   # noqa: E402
 from ddpm.forward import q_sample                               # noqa: E402
 from ddpm.posterior import predict_x0                           # noqa: E402
-from ddpm.pretrained import model_stem                          # noqa: E402
+from ddpm.pretrained import load_pretrained                     # noqa: E402
 from ddpm.progressive import Teacher, time_grid                 # noqa: E402
 from ddpm.samplers.ddim import ddim_step                        # noqa: E402
 
@@ -58,7 +58,7 @@ def step_loss(teacher: Teacher, student: torch.nn.Module, schedule, z: torch.Ten
               labels: torch.Tensor) -> float:
     """Algorithm 2's loss of a conversion round at one t: max(SNR_t, 1) ||x^_student - clip(x^_teacher)||^2."""
     tt = torch.full((len(z),), t)
-    target = ddim_step(schedule, teacher(z, tt, labels), tt, tt, z, prediction=teacher.prediction)[1]   # clipped x_0
+    target = predict_x0(schedule, teacher(z, tt, labels), z, tt, teacher.prediction).clamp(-1, 1)    # (B, C, H, W)
     x_hat = predict_x0(schedule, student(z, tt, labels=labels).float(), z, tt, "v")
     return (schedule.snr[t].clamp(min=1) * (x_hat - target).pow(2).flatten(1).mean(1)).mean().item()
 
@@ -69,10 +69,13 @@ def main() -> None:
     ap.add_argument("--teacher", default="fashion-mnist")
     ap.add_argument("--n", type=int, default=500)
     a = ap.parse_args()
+    m = 200                                                                  # images of part 2
+    if a.n < m:
+        ap.error(f"--n must be at least {m}: part 2 follows the first {m} of the chains' starting noises")
     torch.set_num_threads(1)
-    t_diff = load_diffusion(model_stem(a.teacher))
-    schedule = t_diff.schedule
-    teacher = Teacher(t_diff.model.eval(), t_diff.prediction, 3.0, (0, 500))    # the app's default sampler
+    pipe = load_pretrained(a.teacher, device="cpu")
+    schedule = pipe.schedule
+    teacher = Teacher(pipe.model, pipe.prediction, 3.0, pipe.guidance_interval)   # as the app samples it
     student = load_diffusion(a.student).model.eval()
     grid = time_grid(64, schedule.timesteps)
     clf = load_classifier()
@@ -81,10 +84,11 @@ def main() -> None:
     labels = torch.arange(a.n) % 10
     x_T = torch.randn(a.n, 1, 28, 28, generator=torch.Generator().manual_seed(0))
 
-    print("1. mixed chains (64 trailing DDIM steps, s = 3 while t <= 500)")
+    print(f"1. mixed chains (64 trailing DDIM steps, s = 3 while t in {pipe.guidance_interval or 'every t'})")
     print("| the student takes the steps | Fréchet distance | class agreement |\n|---|---|---|")
+    hi = (pipe.guidance_interval or (0, schedule.timesteps - 1))[1]            # the teacher guides while t <= hi
     for name, at in (("none (the teacher alone)", lambda t: False), ("all", lambda t: True),
-                     ("t > 500 (unguided)", lambda t: t > 500), ("t <= 500 (guided)", lambda t: t <= 500)):
+                     (f"t > {hi} (unguided)", lambda t: t > hi), (f"t <= {hi} (guided)", lambda t: t <= hi)):
         t0 = time.time()
         imgs = chain(teacher, student, schedule, grid, x_T, labels, at)
         with torch.no_grad():
@@ -92,9 +96,8 @@ def main() -> None:
         fd = frechet_distance(features(clf, imgs), test_f)
         print(f"| {name} | {fd:.3f} | {agree:.1%} |  ({time.time() - t0:.0f} s)", flush=True)
 
-    print("\n2. the student's loss on the teacher's own trajectory and on noised training images (200 of each)")
+    print(f"\n2. the student's loss on the teacher's own trajectory and on noised training images ({m} of each)")
     print("| t | on the trajectory | on noised training images |\n|---|---|---|")
-    m = 200
     x, y = load_fashion_mnist(split="train")
     real = torch.cat([x[y == c][: m // 10] for c in range(10)]).float() / 255 * 2 - 1     # (m, 1, 28, 28)
     real_labels = torch.arange(10).repeat_interleave(m // 10)
@@ -106,8 +109,9 @@ def main() -> None:
             print(f"| {t} | {step_loss(teacher, student, schedule, z, t, lab):.4f} | "
                   f"{step_loss(teacher, student, schedule, zr, t, real_labels):.4f} |", flush=True)
         tt = torch.full((m,), t)
-        with torch.no_grad():
-            z = ddim_step(schedule, teacher(z, tt, lab), tt, torch.full_like(tt, t_next), z, prediction=teacher.prediction)[0]
+        with torch.no_grad():                                                   # the teacher's step along its chain
+            z = ddim_step(schedule, teacher(z, tt, lab), tt, torch.full_like(tt, t_next), z,
+                          prediction=teacher.prediction)[0]
 
 
 if __name__ == "__main__":
