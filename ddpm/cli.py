@@ -1,4 +1,4 @@
-"""Command line: `python -m ddpm train|sample|distill|evaluate ...`; `--help` on each explains every option."""
+"""Command line: `python -m ddpm train|sample|distill|distill-chains|evaluate ...`; `--help` on each explains every option."""
 from __future__ import annotations
 
 import argparse
@@ -272,6 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
     _autoencoder_parser(sub)
     from .evaluate import add_parser as add_evaluate
     add_evaluate(sub)
+    from .chains import add_parser as add_distill_chains
+    add_distill_chains(sub)
     return parser
 
 

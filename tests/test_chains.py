@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from ddpm import Trainer, guided
+from ddpm import Trainer, ddim_step, guided
 from ddpm.chains import ChainDistillation, distill_on_chains, record_chains, teacher_chains
 from ddpm.checkpoint import load_checkpoint
 from ddpm.progressive import ProgressiveDistillation, Teacher, distill, time_grid
@@ -54,6 +54,34 @@ def test_chain_target_is_the_online_rounds_target():
         assert torch.allclose(got, want, atol=1e-4, rtol=1e-4), (step, (got - want).abs().max())
     # the last step's target is the teacher's final, clipped image
     assert torch.allclose(offline.chain_target(chains, torch.full((6,), 3)), chains[:, -1], atol=1e-6)
+
+
+def test_state_weighting_is_the_landing_points_error():
+    """The "state" loss is the squared distance between where ONE student DDIM step from the recorded z_i lands
+    (Song et al. Eq. 12, v-prediction, unclipped) and the recorded z_{i+1}; "snr" is Algorithm 2's weighting."""
+    s = make_schedule("linear", T_SMALL, 1e-3, 0.2)
+    teacher = Teacher(tiny_unet(), "epsilon", 3.0, (0, 50))
+    labels = torch.tensor([0, 1, -1, 3, 2, 1, 0, -1])
+    chains = teacher_chains(teacher, s, 8, 4, labels, torch.Generator().manual_seed(3), (1, SIZE, SIZE))
+    student = tiny_unet(1)
+    diff = ChainDistillation(student, 4, timesteps=T_SMALL, beta_start=1e-3, beta_end=0.2, image_size=SIZE)
+    with torch.no_grad():
+        got = diff(chains, labels, generator=torch.Generator().manual_seed(7)).item()
+        i = torch.randint(0, 4, (8,), generator=torch.Generator().manual_seed(7))   # the loss's own draw
+        grid = diff.student_grid
+        want = 0.0
+        for b in range(8):
+            t, t2 = grid[i[b]], grid[i[b] + 1]
+            z = chains[b:b + 1, i[b]]
+            v = student(z, torch.tensor([t]), labels=labels[b:b + 1])
+            landed, _ = ddim_step(s, v.double(), t, t2, z.double(), prediction="v", clip=False)
+            want += (landed - chains[b:b + 1, i[b] + 1].double()).pow(2).mean().item() / 8
+    assert abs(got - want) < 1e-5 * max(1.0, want), (got, want)
+    snr = ChainDistillation(student, 4, "snr", timesteps=T_SMALL, beta_start=1e-3, beta_end=0.2, image_size=SIZE)
+    with torch.no_grad():
+        assert snr(chains, labels, generator=torch.Generator().manual_seed(7)).item() > 2 * got
+    with pytest.raises(ValueError, match="weighting"):
+        ChainDistillation(student, 4, "x")
 
 
 def test_training_on_chains_lowers_the_loss(tmp_path):
