@@ -151,8 +151,11 @@ def distill_on_chains(student_stem: str | Path, teacher_stem: str | Path, result
                       warmup_steps: int = 100, lr_decay_fraction: float = 0.5, ema_decay: float = 0.999,
                       max_grad_norm: float = 1.0, save_every: int = 250, eval_n: int = 500, seed: int = 0,
                       export: str | Path | None = None, log: Callable[[str], None] = print) -> Path:
-    """Record the chains (resumable), fine-tune the student on them (resumable), evaluate, export."""
+    """Record the chains (resumable), fine-tune the student on them (resumable), evaluate, export. Student and
+    teacher: a shipped name or a checkpoint stem (the teacher is recorded in the JSON as given)."""
+    from .pretrained import model_stem
     folder = Path(results_folder)
+    teacher, student_stem, teacher_stem = str(teacher_stem), model_stem(student_stem), model_stem(teacher_stem)
     s_tensors, s_config = load_checkpoint(student_stem)
     steps = s_config["sampling"]["steps"]
     chains = record_chains(teacher_stem, folder / "chains", n_chains, teacher_steps=teacher_steps,
@@ -165,7 +168,7 @@ def distill_on_chains(student_stem: str | Path, teacher_stem: str | Path, result
                              channels=d["channels"], label_dropout=0.0)
     history = s_config.get("progressive", {}).get("history", [])
     progressive = {**s_config.get("progressive", {}), "history": history,
-                   "chains": {"teacher": str(teacher_stem), "teacher_steps": teacher_steps, "n": len(chains),
+                   "chains": {"teacher": teacher, "teacher_steps": teacher_steps, "n": len(chains),
                               "train_steps": train_steps, "lr": lr, "weighting": weighting}}
     rdir = folder / "round-chains"
     tr = DistillTrainer(diff, chains, train_batch_size=batch_size, train_lr=lr, train_num_steps=train_steps,
@@ -222,10 +225,9 @@ def add_parser(sub) -> None:
 
 
 def _cmd(a) -> None:
-    from .pretrained import model_stem
     if a.threads:
         torch.set_num_threads(a.threads)
-    distill_on_chains(model_stem(a.student), model_stem(a.teacher), a.results_folder, n_chains=a.n_chains,
+    distill_on_chains(a.student, a.teacher, a.results_folder, n_chains=a.n_chains,
                       teacher_steps=a.teacher_steps, chunk=a.chunk, weighting=a.weighting, train_steps=a.train_steps,
                       batch_size=a.batch_size, lr=a.lr, ema_decay=a.ema_decay, eval_n=a.eval_n, seed=a.seed,
                       export=a.export, log=lambda msg: print(f"{time.strftime('%H:%M:%S')} {msg}", flush=True))

@@ -26,7 +26,8 @@ from .i18n import Text, lesson, tr
 
 # The shipped Fashion-MNIST models, the app's default first (assets/models/MODEL_CARD.md): the small
 # one is distilled from the large one and is what a 2-core CPU can run in a few seconds; the 4-step one is the
-# small one progressively distilled (ddpm/progressive.py), with its guidance built in.
+# small one progressively distilled (ddpm/progressive.py), then fine-tuned on its runs (ddpm/chains.py), with its
+# guidance built in.
 MODELS = ("fashion-mnist", "fashion-mnist-large", "fashion-mnist-4step")
 MODEL = MODELS[0]
 MAX_N = 16                # images per request: one user cannot starve the others
