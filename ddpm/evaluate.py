@@ -227,6 +227,8 @@ def _main(a: argparse.Namespace) -> None:
             sys.exit(f"--guidance-interval: 'default', 'none' or LO,HI, got {a.guidance_interval!r}")
     kinds = {"both": (True, False), "conditional": (True,), "unconditional": (False,)}[a.rows]
     rows = evaluate(a.model, a.n, a.n_ddpm, a.guidance_scale, a.seed, configs, a.precision, interval, kinds)
-    print(f"Guidance only for {interval[0]} <= t <= {interval[1]}, plain conditional elsewhere." if interval
+    built_in = load_pretrained(a.model).guidance_distilled
+    print(f"Guidance s = {built_in:g} built into the network (distilled): one conditional pass per step." if built_in
+          else f"Guidance only for {interval[0]} <= t <= {interval[1]}, plain conditional elsewhere." if interval
           else "Guidance at every step (classic).")
     print(format_table(rows, accuracy(load_classifier()), a.guidance_scale))
