@@ -336,6 +336,16 @@ def lang_of(lang) -> str:
     return lang if lang in LANGS else "en"
 
 
+# Fashion-MNIST's class names in Chinese; the models, the API and deep links keep the English ones as values.
+ZH_NAMES = {"T-shirt/top": "T恤/上衣", "Trouser": "裤子", "Pullover": "套头衫", "Dress": "连衣裙", "Coat": "外套",
+            "Sandal": "凉鞋", "Shirt": "衬衫", "Sneaker": "运动鞋", "Bag": "包", "Ankle boot": "短靴"}
+
+
+def class_name(c: str, lang: str = "en") -> str:
+    """A class's name to show in `lang` (a class without a Chinese name keeps its own)."""
+    return ZH_NAMES.get(c, c) if lang == "zh" else c
+
+
 def tr(key: str, lang: str = "en") -> str:
     """The UI string `key` in `lang` (falls back to English, then to the key itself)."""
     return UI.get(lang, UI["en"]).get(key) or UI["en"].get(key, key)

@@ -19,7 +19,7 @@ from ddpm.pretrained import MAX_GUIDANCE, load_pretrained
 
 from . import stage
 from .common import LATEX, image_picker, lang_input, noise_like, number
-from .i18n import Text, lesson, tr
+from .i18n import Text, class_name, lesson, tr
 
 MODEL, PIXEL = "fashion-mnist-latent", "fashion-mnist"
 T_STEP = 5                      # decodings D(z_t) for t = 0, 5, ..., 995: the slider's grid (200 frames, 157 kB)
@@ -37,16 +37,10 @@ CLASS_WORDS = {
     "Bag": ["bag", "handbag", "包", "手提包", "包包"],
     "Ankle boot": ["ankle boot", "ankle boots", "boot", "boots", "短靴", "踝靴", "靴子"],
 }
-ZH_NAMES = {"T-shirt/top": "T恤/上衣", "Trouser": "裤子", "Pullover": "套头衫", "Dress": "连衣裙", "Coat": "外套",
-            "Sandal": "凉鞋", "Shirt": "衬衫", "Sneaker": "运动鞋", "Bag": "包", "Ankle boot": "短靴"}
 
 
 def pipe():
     return load_pretrained(MODEL, precision="auto")
-
-
-def class_name(c: str, lang: str = "en") -> str:
-    return ZH_NAMES.get(c, c) if lang == "zh" else c
 
 
 def parse_prompt(prompt, what: str = "prompt") -> str | None:

@@ -22,7 +22,7 @@ from ddpm.samplers import timesteps_for
 
 from .common import LATEX, image_picker, load_image, number
 from . import interpolate, predict, runs
-from .i18n import Text, lesson, tr
+from .i18n import Text, class_name, lesson, tr
 
 # The shipped Fashion-MNIST models, the app's default first (assets/models/MODEL_CARD.md): the small
 # one is distilled from the large one and is what a 2-core CPU can run in a few seconds; the 4-step one is the
@@ -441,7 +441,8 @@ def build(text: Text) -> dict:
                 label = text.reg_fn(gr.Dropdown([(text("any"), "any")] + [(c, c) for c in p.classes], value="any",
                                                 label=text("label"), min_width=140, scale=2),
                                     lambda lang: dict(label=tr("label", lang),
-                                                      choices=[(tr("any", lang), "any")] + [(c, c) for c in p.classes]))
+                                                      choices=[(tr("any", lang), "any")]
+                                                      + [(class_name(c, lang), c) for c in p.classes]))
                 go = text.reg(gr.Button(text("generate"), variant="primary", min_width=100, scale=1,
                                         elem_id="reverse-generate"), value="generate")
                 stop = text.reg(gr.Button(text("stop"), variant="stop", min_width=80, scale=1), value="stop")

@@ -268,3 +268,18 @@ def test_reverse_preview_is_the_snow_that_generate_starts_from():
     assert "种子 5" in reverse.preview(5, 4, "zh")[2]
     with pytest.raises(gr.Error):
         reverse.preview(-1, 4)
+
+
+def test_reverse_class_box_follows_the_language():
+    """The class box shows Chinese names in Chinese while its values (the API's and deep links') stay English."""
+    from lessons.i18n import Text
+    with gr.Blocks():
+        text = Text("en", state=gr.State("en"))
+        parts = reverse.build(text)
+    box = parts["label"]
+    updates = dict(zip(text.components, text.updates("zh")))
+    zh = updates[box]["choices"]
+    assert zh[0] == ("任意（无条件生成）", "any")
+    assert ("包", "Bag") in zh and ("运动鞋", "Sneaker") in zh and len(zh) == 11
+    en = dict(zip(text.components, text.updates("en")))[box]["choices"]
+    assert ("Bag", "Bag") in en and [v for _, v in en] == [v for _, v in zh]

@@ -262,6 +262,12 @@ def test_deep_link_selects_tab_and_settings(page, app_url):
     _until(page, f"{until} === '{reverse.default_guidance_until('fashion-mnist')}'", timeout=15_000)
 
 
+def test_a_chinese_deep_link_shows_the_chinese_class_name(page, app_url):
+    page.goto(app_url + "?tab=reverse&label=Bag&lang=zh")
+    page.get_by_role("tab", name=TABS["zh"][2], selected=True).wait_for(timeout=15_000)
+    _until(page, "document.querySelector('input[aria-label=\"类别\"]')?.value === '包'", timeout=15_000)
+
+
 def test_stop_cancels_a_running_generation(page, app_url):
     page.goto(app_url + "?tab=reverse&sampler=ddpm&n=12")
     page.get_by_role("tab", name="3 · Reverse", selected=True).wait_for(timeout=15_000)
