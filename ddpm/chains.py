@@ -41,8 +41,8 @@ from .checkpoint import load_checkpoint, load_diffusion, save_checkpoint
 from .data import TensorImageDataset
 from .forward import extract
 from .posterior import predict_x0
-from .progressive import (DistillTrainer, ProgressiveDistillation, Teacher, alpha_sigma, export_final,
-                          newest_checkpoint, time_grid, x0_target)
+from .progressive import (DistillTrainer, ProgressiveDistillation, Teacher, alpha_sigma, evaluate_round, export_final,
+                          load_teacher, newest_checkpoint, time_grid, train_round, x0_target)
 from .samplers import ddim_step
 
 
@@ -74,16 +74,12 @@ def teacher_chains(teacher: Teacher, schedule, teacher_steps: int, student_steps
 def record_chains(teacher_stem: str | Path, folder: str | Path, n: int, *, teacher_steps: int = 64,
                   student_steps: int = 4, guidance_scale: float = 3.0, label_dropout: float = 0.2,
                   chunk: int = 500, seed: int = 0, log: Callable[[str], None] = print) -> TensorImageDataset:
-    """n chains of the teacher (its own guidance interval, s = guidance_scale), recorded in chunks of `chunk`
+    """n chains of the teacher, sampled as its pipeline does (load_teacher), recorded in chunks of `chunk`
     as folder/chains-<c>.safetensors, so an interrupted recording resumes at the next missing chunk. A
     fraction label_dropout of the chains is unconditional (label -1), as the rounds' label dropout."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    diff = load_diffusion(teacher_stem)
-    config = json.loads(Path(str(teacher_stem) + ".json").read_text())
-    iv = config.get("sampling", {}).get("guidance_interval")
-    teacher = Teacher(diff.model.eval().requires_grad_(False), diff.prediction, guidance_scale,
-                      tuple(iv) if iv else None)
+    teacher, diff, config = load_teacher(teacher_stem, guidance_scale)
     chains, labels = [], []
     for c in range((n + chunk - 1) // chunk):
         path = folder / f"chains-{c:03d}"
@@ -94,14 +90,17 @@ def record_chains(teacher_stem: str | Path, folder: str | Path, n: int, *, teach
             y = torch.where(torch.rand(m, generator=g) < label_dropout, torch.full_like(y, -1), y)
             t0 = time.time()
             x = teacher_chains(teacher, diff.schedule, teacher_steps, student_steps, y, g, diff.data_shape)
+            iv = teacher.guidance_interval
             save_checkpoint(path, {"chains": x, "labels": y},
                             {"teacher": str(teacher_stem), "teacher_steps": teacher_steps,
-                             "student_steps": student_steps, "guidance_scale": guidance_scale,
-                             "guidance_interval": iv, "seed": seed, "chunk": c})
+                             "student_steps": student_steps, "guidance_scale": teacher.guidance_scale,
+                             "guidance_interval": list(iv) if iv else None, "seed": seed, "chunk": c})
             log(f"recorded chains {c * chunk + m}/{n}: {time.time() - t0:.0f} s for {m}")
-        tensors, _ = load_checkpoint(path)
-        chains.append(tensors["chains"])
-        labels.append(tensors["labels"])
+        else:
+            tensors, _ = load_checkpoint(path)
+            x, y = tensors["chains"], tensors["labels"]
+        chains.append(x)
+        labels.append(y)
     return TensorImageDataset(torch.cat(chains), torch.cat(labels), config.get("classes"))
 
 
@@ -128,17 +127,16 @@ class ChainDistillation(ProgressiveDistillation):
                 generator: torch.Generator | None = None) -> torch.Tensor:
         B, dev = x.shape[0], x.device
         gen_dev = generator.device if generator is not None else dev
-        n = len(self.student_grid) - 1
-        i = torch.randint(0, n, (B,), generator=generator, device=gen_dev).to(dev)    # student step index
+        grid = torch.tensor(self.student_grid, device=dev)
+        i = torch.randint(0, len(grid) - 1, (B,), generator=generator, device=gen_dev).to(dev)   # student step index
         z_t = x[torch.arange(B, device=dev), i]                                  # (B, C, H, W)
-        t = torch.tensor(self.student_grid, device=dev)[i]                       # (B,)
+        t, t2 = grid[i], grid[i + 1]                                             # (B,), t2 may be -1
         target = self.chain_target(x, i)                                         # x~
         v = self.model(z_t, t, labels=labels).float()
         x_hat = predict_x0(self.schedule, v, z_t, t, "v")                        # x^ = alpha z_t - sigma v^
         if self.weighting == "snr":
             weight = extract(self.schedule.snr, t, x_hat).clamp(min=1.0).flatten()   # max(SNR, 1), (B,)
         else:       # the error of the landing point: z^_{i+1} - z_{i+1} = (a_2 - (s_2/s_t) a_t) (x^ - x~)
-            t2 = torch.tensor(self.student_grid, device=dev)[i + 1]
             a_t, s_t = alpha_sigma(self.schedule, t, x_hat)
             a_2, s_2 = alpha_sigma(self.schedule, t2, x_hat)
             weight = (a_2 - s_2 / s_t * a_t).pow(2).flatten().float()            # (B,)
@@ -156,7 +154,7 @@ def distill_on_chains(student_stem: str | Path, teacher_stem: str | Path, result
     from .pretrained import model_stem
     folder = Path(results_folder)
     teacher, student_stem, teacher_stem = str(teacher_stem), model_stem(student_stem), model_stem(teacher_stem)
-    s_tensors, s_config = load_checkpoint(student_stem)
+    s_config = json.loads(Path(str(student_stem) + ".json").read_text())
     steps = s_config["sampling"]["steps"]
     chains = record_chains(teacher_stem, folder / "chains", n_chains, teacher_steps=teacher_steps,
                            student_steps=steps, chunk=chunk, seed=seed,
@@ -166,8 +164,7 @@ def distill_on_chains(student_stem: str | Path, teacher_stem: str | Path, result
     diff = ChainDistillation(student, steps, weighting, timesteps=d["timesteps"], beta_schedule=d["beta_schedule"],
                              beta_start=d["beta_start"], beta_end=d["beta_end"], image_size=d["image_size"],
                              channels=d["channels"], label_dropout=0.0)
-    history = s_config.get("progressive", {}).get("history", [])
-    progressive = {**s_config.get("progressive", {}), "history": history,
+    progressive = {**s_config.get("progressive", {}),
                    "chains": {"teacher": teacher, "teacher_steps": teacher_steps, "n": len(chains),
                               "train_steps": train_steps, "lr": lr, "weighting": weighting}}
     rdir = folder / "round-chains"
@@ -179,19 +176,9 @@ def distill_on_chains(student_stem: str | Path, teacher_stem: str | Path, result
                         progressive=progressive)
     if tr.load():
         log(f"chains round: resumed at step {tr.step}")
-    t0, s0, window = time.time(), tr.step, []
-    while tr.step < train_steps:
-        window.append(tr.train_step())
-        if tr.step % 25 == 0 or tr.step == train_steps:
-            log(f"chains round step {tr.step}/{train_steps} loss {sum(window) / len(window):.5f} "
-                f"lr {tr.lr_at(tr.step - 1):.2e} {(time.time() - t0) / (tr.step - s0):.2f} s/step")
-            window = []
-        if tr.step % save_every == 0 or tr.step == train_steps:
-            tr.save()
-            tr.save_samples()
+    train_round(tr, "chains round", log, save_every=save_every)
     final = newest_checkpoint(rdir)
     if eval_n:
-        from .progressive import evaluate_round
         evaluate_round(final, steps, eval_n, rdir / "eval.json", log, (True, False))
     out = Path(export) if export else folder / f"fashion-mnist-{steps}step"
     export_final(final, out)

@@ -120,13 +120,28 @@ class Teacher:
         return out
 
 
+def load_teacher(stem: str | Path, guidance_scale: float,
+                 device: str = "cpu") -> tuple[Teacher, GaussianDiffusion, dict]:
+    """A checkpoint as the pipeline samples it: s = guidance_scale within its JSON's guidance interval, or, for a
+    distilled model, its built-in guidance and nothing on top. Also returns its diffusion and its JSON config."""
+    diff = load_diffusion(stem, device=device)
+    config = json.loads(Path(str(stem) + ".json").read_text())
+    sampling = config.get("sampling", {})
+    iv = sampling.get("guidance_interval")
+    built_in = sampling.get("guidance") == "distilled"
+    teacher = Teacher(diff.model.eval().requires_grad_(False), diff.prediction, None if built_in else guidance_scale,
+                      tuple(iv) if iv else None)
+    return teacher, diff, config
+
+
 # ---- one round as a loss the Trainer can drive ------------------------------------------------------
 class ProgressiveDistillation(GaussianDiffusion):
     """A v-prediction student with `student_steps` DDIM steps, taught by `teacher` on `teacher_steps`
     (= student_steps: conversion to v; = 2 x student_steps: halving). Its config is the student's
-    GaussianDiffusion config, so `load_diffusion(checkpoint)` rebuilds a sampler from any checkpoint."""
+    GaussianDiffusion config, so `load_diffusion(checkpoint)` rebuilds a sampler from any checkpoint. teacher=None:
+    no online target (ddpm/chains.py reads its targets from recorded chains)."""
 
-    def __init__(self, student: nn.Module, teacher: Teacher, teacher_steps: int, student_steps: int, *,
+    def __init__(self, student: nn.Module, teacher: Teacher | None, teacher_steps: int, student_steps: int, *,
                  timesteps: int = 1000, beta_schedule: str = "linear", beta_start: float = 1e-4,
                  beta_end: float = 0.02, image_size: int = 28, channels: int = 1, label_dropout: float = 0.2):
         super().__init__(student, image_size=image_size, timesteps=timesteps, sampling_timesteps=student_steps,
@@ -243,12 +258,8 @@ def distill(teacher: str, results_folder: str | Path, *, steps_from: int = 64, s
     folder = Path(results_folder)
     folder.mkdir(parents=True, exist_ok=True)
     stem = model_stem(teacher)
-    t_diff = load_diffusion(stem, device=device)
-    t_sampling = json.loads(Path(str(stem) + ".json").read_text()).get("sampling", {})
-    iv = t_sampling.get("guidance_interval")
-    built_in = t_sampling.get("guidance") == "distilled"
-    teach = Teacher(t_diff.model.requires_grad_(False), t_diff.prediction,
-                    None if built_in else guidance_scale, tuple(iv) if iv else None)
+    teach, t_diff, _ = load_teacher(stem, guidance_scale, device)
+    iv = teach.guidance_interval
     cfg = t_diff.config
     dataset = resolve_dataset(data, cfg["image_size"], cfg["channels"])
     history, done_here = [], 0
@@ -281,20 +292,10 @@ def distill(teacher: str, results_folder: str | Path, *, steps_from: int = 64, s
                             progressive=progressive)
         if tr.load():
             log(f"round {r}: resumed at step {tr.step} from {rdir}")
-        t0, s0, window = time.time(), tr.step, []
-        while tr.step < tr.train_num_steps:
-            if max_steps is not None and done_here >= max_steps:
-                return None                                                     # "killed": nothing saved
-            window.append(tr.train_step())
-            done_here += 1
-            if tr.step % log_every == 0 or tr.step == tr.train_num_steps:
-                log(f"round {r} ({n_t} -> {n_s} steps) step {tr.step}/{tr.train_num_steps} "
-                    f"loss {sum(window) / len(window):.5f} lr {tr.lr_at(tr.step - 1):.2e} "
-                    f"{(time.time() - t0) / (tr.step - s0):.2f} s/step")
-                window = []
-            if tr.step % save_every == 0 or tr.step == tr.train_num_steps:
-                tr.save()
-                tr.save_samples()
+        done_here += train_round(tr, f"round {r} ({n_t} -> {n_s} steps)", log, log_every, save_every,
+                                 None if max_steps is None else max_steps - done_here)
+        if tr.step < tr.train_num_steps:
+            return None                                                         # "killed": nothing saved
         final = newest_checkpoint(rdir)
         result = {"round": r, "teacher_steps": n_t, "student_steps": n_s, "train_steps": steps[r],
                   "checkpoint": str(final)}
@@ -309,6 +310,24 @@ def distill(teacher: str, results_folder: str | Path, *, steps_from: int = 64, s
     (folder / "history.json").write_text(json.dumps(history, indent=2) + "\n")
     log(f"done: {out}.safetensors / .json")
     return out
+
+
+def train_round(tr: Trainer, name: str, log: Callable[[str], None], log_every: int = 25, save_every: int = 250,
+                max_steps: int | None = None) -> int:
+    """Drive a round's Trainer to its last step, logging the mean loss, learning rate and speed every `log_every`
+    steps and writing a checkpoint and sample grid every `save_every` and at the end. `max_steps` stops it after
+    that many optimiser steps in this call (for tests: a kill without a final save). Returns the steps taken."""
+    t0, s0, window = time.time(), tr.step, []
+    while tr.step < tr.train_num_steps and (max_steps is None or tr.step - s0 < max_steps):
+        window.append(tr.train_step())
+        if tr.step % log_every == 0 or tr.step == tr.train_num_steps:
+            log(f"{name} step {tr.step}/{tr.train_num_steps} loss {sum(window) / len(window):.5f} "
+                f"lr {tr.lr_at(tr.step - 1):.2e} {(time.time() - t0) / (tr.step - s0):.2f} s/step")
+            window = []
+        if tr.step % save_every == 0 or tr.step == tr.train_num_steps:
+            tr.save()
+            tr.save_samples()
+    return tr.step - s0
 
 
 def evaluate_round(stem: Path, steps: int, n: int, cache: Path, log: Callable[[str], None],

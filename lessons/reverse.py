@@ -426,6 +426,11 @@ def export_gif(stored: list) -> str:
     return path
 
 
+def class_choices(classes: list[str], lang: str) -> list[tuple[str, str]]:
+    """The class box's (shown, value) pairs: "any", then each class by its name in `lang`; values stay English."""
+    return [(tr("any", lang), "any")] + [(class_name(c, lang), c) for c in classes]
+
+
 def build(text: Text) -> dict:
     """The stage (x_t and x0-hat, the class and Generate right under them, then the sampler's settings) beside
     the lesson; starting from a real image and DDPM vs DDIM below."""
@@ -438,11 +443,9 @@ def build(text: Text) -> dict:
                 x0 = text.reg(gr.Image(label=text("pred_x0"), format="png", interactive=False, height=300,
                                        min_width=150), label="pred_x0")
             with gr.Row(equal_height=True):
-                label = text.reg_fn(gr.Dropdown([(text("any"), "any")] + [(c, c) for c in p.classes], value="any",
+                label = text.reg_fn(gr.Dropdown(class_choices(p.classes, text.lang), value="any",
                                                 label=text("label"), min_width=140, scale=2),
-                                    lambda lang: dict(label=tr("label", lang),
-                                                      choices=[(tr("any", lang), "any")]
-                                                      + [(class_name(c, lang), c) for c in p.classes]))
+                                    lambda lang: dict(label=tr("label", lang), choices=class_choices(p.classes, lang)))
                 go = text.reg(gr.Button(text("generate"), variant="primary", min_width=100, scale=1,
                                         elem_id="reverse-generate"), value="generate")
                 stop = text.reg(gr.Button(text("stop"), variant="stop", min_width=80, scale=1), value="stop")
